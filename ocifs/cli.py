@@ -1,0 +1,134 @@
+"""Command line: ``ocifs mount``, ``ocifs umount``, ``ocifs demo``, and s3fs's own argv form.
+
+``ocifs BUCKET[:/PREFIX] MOUNTPOINT -o opts [-f] [-d]`` (s3fs's form) is the same as
+``ocifs mount ...``.  Every failure is one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmount,
+                    is_mounted, parse_bucket, prepare, run_mount)
+from .options import OptionError, options_help, parse_options
+
+COMMANDS = ("mount", "umount", "unmount", "demo")
+
+
+def _mount_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bucket", help="BUCKET or BUCKET:/PREFIX")
+    parser.add_argument("mountpoint", help="existing empty directory")
+    _option_arguments(parser)
+
+
+def _option_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
+                        help="mount options (repeatable); see the table below")
+    parser.add_argument("-f", dest="foreground", action="store_true",
+                        help="stay in the foreground (default: return once mounted)")
+    parser.add_argument("-d", dest="debug", action="count", default=0,
+                        help="more logging (-d: info, -d -d: dbg)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocifs", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Mount an S3-compatible bucket (OCI Object Storage, AWS, SeaweedFS, ...) "
+                    "as a directory; objects in s3fs-fuse's format.",
+        epilog="mount options (-o):\n" + options_help() +
+               "\n\ns3fs's form also works: ocifs BUCKET[:/PREFIX] MOUNTPOINT -o OPTS [-f] [-d]")
+    parser.add_argument("--version", action="version", version=f"ocifs {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    mount = commands.add_parser("mount", help="mount a bucket")
+    _mount_arguments(mount)
+    umount = commands.add_parser("umount", aliases=["unmount"], help="unmount (after uploads finish)")
+    umount.add_argument("mountpoint")
+    umount.add_argument("-z", dest="lazy", action="store_true", help="lazy unmount")
+    demo = commands.add_parser(
+        "demo", help="start a local S3 server (SeaweedFS) and mount a bucket of it, in the foreground")
+    demo.add_argument("mountpoint", nargs="?", default="./ocifs-demo/mnt",
+                      help="where to mount (default ./ocifs-demo/mnt)")
+    demo.add_argument("--data", default="./ocifs-demo/data", help="where the server keeps its data")
+    demo.add_argument("--server", choices=("seaweedfs", "moto"), default="seaweedfs")
+    _option_arguments(demo)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"ocifs: {message}", file=sys.stderr)
+    return 1
+
+
+def _options(args: argparse.Namespace, extra: list[str] | None = None):
+    options = parse_options(list(extra or []) + args.options)
+    if args.debug:
+        options.dbglevel = "info" if args.debug == 1 else "dbg"
+    return options
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    bucket, prefix = parse_bucket(args.bucket)
+    spec = MountSpec(bucket, prefix, args.mountpoint, _options(args), foreground=args.foreground)
+    prepare(spec)
+    if spec.foreground:
+        return run_mount(spec)
+    return daemonize_and_mount(spec)
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.mountpoint)
+    if not is_mounted(path):
+        return _fail(f"{path} is not mounted")
+    result = fusermount_unmount(path, lazy=args.lazy)
+    if result.returncode != 0:
+        return _fail(f"cannot unmount {path}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'fusermount3 failed'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A real mount of a bucket on an embedded local server: no cloud account needed."""
+    from .localserver import LocalS3Server
+
+    os.makedirs(args.mountpoint, exist_ok=True)
+    os.makedirs(args.data, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with LocalS3Server(kind=args.server, data_dir=args.data) as server:
+        server.create_bucket("demo")
+        os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
+        os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
+        extra = [f"url={server.endpoint_url},use_path_request_style,dbglevel=info"]
+        spec = MountSpec("demo", "", args.mountpoint, _options(args, extra), foreground=True)
+        prepare(spec)
+        print(f"ocifs demo: bucket 'demo' on {server.kind} at {server.endpoint_url} "
+              f"is mounted at {os.path.abspath(args.mountpoint)}\n"
+              f"  try, in another terminal: cp /etc/os-release {args.mountpoint}/ && ls -l {args.mountpoint}\n"
+              f"  Ctrl+C unmounts (after uploading) and stops the server; data stays in {args.data}",
+              file=sys.stderr, flush=True)
+        return run_mount(spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # s3fs's form: the first word is the bucket, not a command.
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        argv.insert(0, "mount")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "demo": cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except (MountError, OptionError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""The pyfuse3 Operations: a thin layer from kernel requests to the tree and open files.
+
+Each method maps inodes to paths, calls :mod:`ocifs.tree` (namespace) or
+:mod:`ocifs.openfiles` (data), and turns :class:`~ocifs.store.StoreError` into the errno the
+caller sees.  Attributes shown to the kernel are derived in one place (:class:`AttrView`),
+which applies the ``uid``/``gid``/``umask`` options the way s3fs does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import functools
+import logging
+import os
+import stat
+import time
+from typing import Any, Awaitable, Callable, TypeVar
+
+import pyfuse3
+
+from .inodes import ROOT_INODE, InodeTable
+from .objects import SYMLINK_MODE, ObjectAttrs
+from .openfiles import OpenFiles
+from .store import StoreError
+from .tree import Tree, join
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
+
+
+def fuse_errors(method: F) -> F:
+    """Turn store failures into the errno the caller sees; log them once, without a traceback."""
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except StoreError as exc:
+            level = logging.DEBUG if exc.errno in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST) else logging.WARNING
+            log.log(level, "%s: %s", method.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except pyfuse3.FUSEError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug must cost one request, never the mount
+            log.exception("%s failed unexpectedly", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclasses.dataclass
+class AttrView:
+    """How stored attributes are shown: s3fs's ``uid``/``gid``/``umask`` overrides.
+
+    As in s3fs, ``uid``/``gid`` replace the owner of every entry (root included) and ``umask``
+    replaces the permission bits of every entry but symlinks with ``0777 & ~umask``; both only
+    change what is shown, never what is stored.  ``root`` is the mountpoint's own attributes.
+    ``timeout`` is how long the kernel may cache entries and attributes.
+    """
+
+    root: ObjectAttrs
+    uid: int | None = None
+    gid: int | None = None
+    umask: int | None = None
+    timeout: float = 1.0
+
+    def entry(self, inode: int, attrs: ObjectAttrs) -> pyfuse3.EntryAttributes:
+        entry = pyfuse3.EntryAttributes()
+        mode = attrs.mode
+        if self.umask is not None and not stat.S_ISLNK(mode):
+            mode = stat.S_IFMT(mode) | (0o777 & ~self.umask)
+        entry.st_ino = inode
+        entry.generation = 0
+        entry.entry_timeout = self.timeout
+        entry.attr_timeout = self.timeout
+        entry.st_mode = mode
+        entry.st_nlink = 2 if stat.S_ISDIR(mode) else 1
+        entry.st_uid = attrs.uid if self.uid is None else self.uid
+        entry.st_gid = attrs.gid if self.gid is None else self.gid
+        entry.st_rdev = 0
+        entry.st_size = attrs.size
+        entry.st_blksize = 4096
+        entry.st_blocks = (attrs.size + 511) // 512
+        entry.st_atime_ns = attrs.atime_ns
+        entry.st_mtime_ns = attrs.mtime_ns
+        entry.st_ctime_ns = attrs.ctime_ns
+        return entry
+
+
+@dataclasses.dataclass
+class DirHandle:
+    """An open directory: its inode and the listing being returned to the kernel."""
+
+    inode: int
+    listing: list[tuple[str, ObjectAttrs]] | None = None
+
+
+def _name(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+class Operations(pyfuse3.Operations):
+    """pyfuse3 request handlers for one mounted bucket."""
+
+    enable_writeback_cache = False
+
+    def __init__(self, tree: Tree, view: AttrView) -> None:
+        super().__init__()
+        self.tree = tree
+        self.view = view
+        self.inodes = InodeTable()
+        self.files = OpenFiles(tree, self.inodes)
+        self._dirs: dict[int, DirHandle] = {}
+        self._next_dir_fh = 1
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _path(self, inode: int) -> str:
+        try:
+            return self.inodes.path(inode)
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    def _child(self, parent_inode: int, name: bytes) -> str:
+        path = join(self._path(parent_inode), _name(name))
+        if len(self.tree.store.key(path).encode("utf-8", "surrogateescape")) + 1 > MAX_KEY_BYTES:
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
+        return path
+
+    async def _attrs(self, path: str, inode: int | None = None) -> ObjectAttrs | None:
+        """Current attributes: the open file's if it is open, else the tree's."""
+        if path == "":
+            return self.view.root
+        inode = self.inodes.inode_of(path) if inode is None else inode
+        if inode is not None:
+            open_attrs = self.files.attrs_of(inode)
+            if open_attrs is not None:
+                return open_attrs
+        return await self.tree.stat(path)
+
+    async def _existing(self, path: str, inode: int | None = None) -> ObjectAttrs:
+        attrs = await self._attrs(path, inode)
+        if attrs is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return attrs
+
+    def _new_attrs(self, mode: int, ctx: pyfuse3.RequestContext) -> ObjectAttrs:
+        now = time.time_ns()
+        return ObjectAttrs(mode=mode, uid=ctx.uid, gid=ctx.gid,
+                           mtime_ns=now, ctime_ns=now, atime_ns=now)
+
+    def _entry(self, path: str, attrs: ObjectAttrs) -> pyfuse3.EntryAttributes:
+        return self.view.entry(self.inodes.lookup(path), attrs)
+
+    async def _ensure_absent(self, path: str) -> None:
+        if await self._attrs(path) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+
+    # -- lookups --------------------------------------------------------------------------
+
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        path = self._child(parent_inode, name)
+        return self._entry(path, await self._existing(path))
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        path = self._path(inode)
+        return self.view.entry(inode, await self._existing(path, inode))
+
+    def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            self.inodes.forget(inode, count)
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return os.fsencode(await self.tree.readlink(self._path(inode)))
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        """A bucket has no size limit: the same huge, empty filesystem s3fs reports."""
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 16 * 1024 * 1024
+        data.f_blocks = data.f_bfree = data.f_bavail = (1 << 40) - 1
+        data.f_files = data.f_ffree = data.f_favail = 0
+        data.f_namemax = 255
+        return data
+
+    # -- directories ----------------------------------------------------------------------
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        attrs = await self._existing(self._path(inode), inode)
+        if not attrs.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        fh = self._next_dir_fh
+        self._next_dir_fh += 1
+        self._dirs[fh] = DirHandle(inode)
+        return fh
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        """Entries in name order; ``start_id`` is the index after the last entry returned.
+
+        The listing is taken when reading starts (offset 0) and kept for the handle, so a
+        directory read in several calls is a consistent snapshot.
+        """
+        handle = self._dirs[fh]
+        path = self._path(handle.inode)
+        if handle.listing is None or start_id == 0:
+            handle.listing = await self.tree.listdir(path)
+        for index in range(start_id, len(handle.listing)):
+            name, attrs = handle.listing[index]
+            child = join(path, name)
+            child_inode = self.inodes.inode_of(child)
+            if child_inode is not None:
+                attrs = self.files.attrs_of(child_inode) or attrs
+            inode = self.inodes.lookup(child)
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.view.entry(inode, attrs), index + 1):
+                self.inodes.forget(inode, 1)
+                return
+
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        """Directory entries are durable as soon as each call returns; nothing to do."""
+
+    @fuse_errors
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        path = self._child(parent_inode, name)
+        await self._ensure_absent(path)
+        attrs = self._new_attrs(stat.S_IFDIR | stat.S_IMODE(mode), ctx)
+        await self.tree.mkdir(path, attrs)
+        return self._entry(path, attrs)
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self._child(parent_inode, name)
+        attrs = await self._existing(path)
+        if not attrs.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        await self.tree.remove_dir(path, attrs)
+        self.inodes.unlink(path)
+
+    # -- names ----------------------------------------------------------------------------
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self._child(parent_inode, name)
+        attrs = await self._existing(path)
+        if attrs.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        await self.tree.remove_file(path)
+        self.inodes.unlink(path)
+
+    @fuse_errors
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        path = self._child(parent_inode, name)
+        await self._ensure_absent(path)
+        attrs = self._new_attrs(SYMLINK_MODE, ctx)
+        await self.tree.symlink(path, os.fsdecode(target), attrs)
+        return self._entry(path, attrs)
+
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """Objects cannot share data: no hard links (as s3fs)."""
+        raise pyfuse3.FUSEError(errno.ENOTSUP)
+
+    @fuse_errors
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        old = self._child(parent_inode_old, name_old)
+        new = self._child(parent_inode_new, name_new)
+        attrs = await self._existing(old)
+        if flags & pyfuse3.RENAME_NOREPLACE and await self._attrs(new) is not None:
+            raise pyfuse3.FUSEError(errno.EEXIST)
+        if old == new:
+            return
+        if new.startswith(old + "/"):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        inode = self.inodes.inode_of(old)
+        open_file = self.files.by_inode.get(inode) if inode is not None else None
+        if open_file is not None:
+            # Land the data under the old name first; the server-side copy then moves it.
+            await self.files.upload(open_file)
+        await self.tree.rename(old, new, dataclasses.replace(attrs))
+        self.inodes.rename(old, new)
+        if open_file is not None:
+            open_file.attrs.ctime_ns = time.time_ns()
+
+    # -- attributes -----------------------------------------------------------------------
+
+    @fuse_errors
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        path = self._path(inode)
+        current = await self._existing(path, inode)
+        if inode == ROOT_INODE:
+            return self.view.entry(inode, current)
+        if fields.update_size:
+            if current.is_dir:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            await self._truncate(inode, current, attr.st_size)
+            current = await self._existing(path, inode)
+        meta_changed = any((fields.update_mode, fields.update_uid, fields.update_gid,
+                            fields.update_mtime, fields.update_atime))
+        if not meta_changed:
+            return self.view.entry(inode, current)
+        new = dataclasses.replace(current)
+        if fields.update_mode:
+            new.mode = stat.S_IFMT(current.mode) | stat.S_IMODE(attr.st_mode)
+        if fields.update_uid:
+            new.uid = attr.st_uid
+        if fields.update_gid:
+            new.gid = attr.st_gid
+        if fields.update_mtime:
+            new.mtime_ns = attr.st_mtime_ns
+        if fields.update_atime:
+            new.atime_ns = attr.st_atime_ns
+        new.ctime_ns = time.time_ns()
+        open_file = self.files.by_inode.get(inode)
+        if open_file is not None:
+            async with open_file.lock:
+                open_file.attrs.__dict__.update(dataclasses.asdict(new))
+                dirty = open_file.dirty
+            if not dirty:
+                await self.tree.put_attrs(path, dataclasses.replace(new))
+        else:
+            await self.tree.put_attrs(path, new)
+        return self.view.entry(inode, new)
+
+    async def _truncate(self, inode: int, attrs: ObjectAttrs, size: int) -> None:
+        open_file = self.files.by_inode.get(inode)
+        if open_file is not None:
+            await self.files.truncate(open_file, size)
+            return
+        fh = self.files.open(inode, attrs)
+        try:
+            await self.files.truncate(self.files.handle(fh).file, size)
+        finally:
+            await self.files.release(fh)
+
+    # -- files ----------------------------------------------------------------------------
+
+    @fuse_errors
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        path = self._child(parent_inode, name)
+        existing = await self._attrs(path)
+        if existing is not None and existing.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        self.inodes.unlink(path)
+        self.tree.invalidate(path)
+        attrs = self._new_attrs(stat.S_IFREG | stat.S_IMODE(mode), ctx)
+        inode = self.inodes.lookup(path)
+        fh = await self.files.new_file(inode, attrs)
+        return pyfuse3.FileInfo(fh=fh), self.view.entry(inode, self.files.attrs_of(inode) or attrs)
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        path = self._path(inode)
+        attrs = await self._existing(path, inode)
+        if attrs.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        fh = self.files.open(inode, attrs)
+        if flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR):
+            await self.files.truncate(self.files.handle(fh).file, 0)
+        return pyfuse3.FileInfo(fh=fh)
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.files.read(fh, off, size)
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.files.write(fh, off, buf)
+
+    @fuse_errors
+    async def flush(self, fh: int) -> None:
+        await self.files.upload(self.files.handle(fh).file)
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.files.upload(self.files.handle(fh).file)
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        await self.files.release(fh)

@@ -1,0 +1,281 @@
+"""Mount lifecycle: check everything, daemonize once the mount is live, unmount cleanly.
+
+Everything a user can get wrong (options, credentials, mountpoint, bucket, keys, endpoint) is
+checked before the mount exists and before the process detaches, so a bad invocation prints
+one line and exits non-zero with nothing left mounted.  A daemonized mount reports readiness
+to the waiting parent through a pipe only after ``pyfuse3.init`` succeeded.  SIGTERM/SIGINT
+upload every dirty file, then unmount; a second signal gives up on the uploads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import pyfuse3
+import trio
+
+from . import objects
+from .credentials import Credentials, find_credentials
+from .fs import AttrView, Operations
+from .logs import reopen_logs, setup_logging
+from .options import MountOptions
+from .store import MiB, Store, make_client
+from .tree import Tree
+
+log = logging.getLogger(__name__)
+
+
+class MountError(Exception):
+    """A reason the mount cannot be made; its message is the one line the user sees."""
+
+
+@dataclasses.dataclass
+class MountSpec:
+    """What to mount where, after parsing and checking."""
+
+    bucket: str
+    prefix: str
+    mountpoint: str
+    options: MountOptions
+    foreground: bool = False
+    credentials: Credentials | None = dataclasses.field(default=None, repr=False)
+
+
+def parse_bucket(text: str) -> tuple[str, str]:
+    """``bucket`` or ``bucket:/prefix`` (s3fs's form) -> (bucket, prefix without slashes)."""
+    bucket, _, prefix = text.partition(":")
+    if not bucket:
+        raise MountError(f"bad bucket {text!r}: expected BUCKET or BUCKET:/PREFIX")
+    return bucket, prefix.strip("/")
+
+
+def is_stale_mount(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def is_mounted(path: str) -> bool:
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as mounts:
+        return any(line.split()[1] == real for line in mounts if len(line.split()) > 1)
+
+
+def fusermount_unmount(path: str, lazy: bool = False) -> subprocess.CompletedProcess:
+    args = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [path]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def check_mountpoint(path: str) -> str:
+    """An absolute path to an existing, unmounted directory; a stale FUSE mount is cleared."""
+    path = os.path.abspath(path)
+    if is_stale_mount(path):
+        print(f"ocifs: clearing stale mount at {path} (Transport endpoint is not connected)",
+              file=sys.stderr)
+        fusermount_unmount(path, lazy=True)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MountError(f"mountpoint {path} does not exist") from None
+    except OSError as exc:
+        raise MountError(f"mountpoint {path} cannot be used: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise MountError(f"mountpoint {path} is not a directory")
+    if is_mounted(path):
+        raise MountError(f"mountpoint {path} is already mounted")
+    return path
+
+
+def build_store(spec: MountSpec) -> Store:
+    opts = spec.options
+    assert spec.credentials is not None
+    client = make_client(opts.url, opts.endpoint, spec.credentials, opts.use_path_request_style,
+                         opts.retries, opts.connect_timeout, opts.readwrite_timeout,
+                         max_pool=opts.max_thread_count + opts.parallel_count)
+    return Store(client, spec.bucket, spec.prefix, max_threads=opts.max_thread_count,
+                 multipart_size=opts.multipart_size * MiB,
+                 multipart_threshold=opts.multipart_threshold * MiB,
+                 copy_threshold=opts.singlepart_copy_limit * MiB,
+                 parallel_count=opts.parallel_count)
+
+
+def prepare(spec: MountSpec) -> MountSpec:
+    """Every check that can fail, before anything is mounted or forked."""
+    spec.mountpoint = check_mountpoint(spec.mountpoint)
+    try:
+        spec.credentials = find_credentials(spec.bucket, spec.options.passwd_file, spec.options.profile)
+    except ValueError as exc:
+        raise MountError(str(exc)) from None
+    try:
+        build_store(spec).check_bucket_sync()
+    except Exception as exc:  # noqa: BLE001 - StoreError already carries a clean message
+        raise MountError(f"cannot use bucket {spec.bucket} at {spec.options.url}: {exc}") from None
+    return spec
+
+
+def _root_attrs(options: MountOptions) -> objects.ObjectAttrs:
+    """The mountpoint's attributes, by s3fs's rule: 0700 and the mounting user's, or
+    ``0777 & ~mp_umask`` with ``allow_other`` (``umask``/``uid``/``gid`` apply on top)."""
+    perms = 0o777 & ~(options.mp_umask or 0) if options.allow_other else 0o700
+    now = time.time_ns()
+    return objects.ObjectAttrs(mode=stat.S_IFDIR | perms, uid=os.getuid(), gid=os.getgid(),
+                               mtime_ns=now, ctime_ns=now, atime_ns=now)
+
+
+def fuse_options(spec: MountSpec) -> set[str]:
+    opts = spec.options
+    result = set(pyfuse3.default_options)
+    result.discard("default_permissions")
+    result.add(f"fsname={opts.fsname or 'ocifs#' + spec.bucket}")
+    result.add(f"subtype={opts.subtype}")
+    if opts.allow_other:
+        result.add("allow_other")
+    if opts.default_permissions:
+        result.add("default_permissions")
+    return result
+
+
+class Mount:
+    """A live mount: the Operations, the trio main loop and its shutdown.
+
+    ``stopping`` is set by the first SIGTERM/SIGINT: dirty files are being uploaded before
+    unmounting.  ``unsaved`` lists paths that could not be uploaded (reported at exit).
+    """
+
+    def __init__(self, spec: MountSpec) -> None:
+        self.spec = spec
+        self.store = build_store(spec)
+        opts = spec.options
+        self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
+                         default_gid=opts.gid if opts.gid is not None else os.getgid(),
+                         stat_cache_expire=opts.stat_cache_expire,
+                         max_stat_cache_size=opts.max_stat_cache_size)
+        view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask)
+        self.operations = Operations(self.tree, view)
+        self.stopping = False
+        self.unsaved: list[str] = []
+
+    def start(self) -> None:
+        """Mount (the kernel sees it from here on)."""
+        try:
+            pyfuse3.init(self.operations, self.spec.mountpoint, fuse_options(self.spec))
+        except RuntimeError as exc:
+            raise MountError(f"cannot mount at {self.spec.mountpoint}: {exc}") from None
+        log.info("mounted %s%s at %s", self.spec.bucket,
+                 ":/" + self.spec.prefix if self.spec.prefix else "", self.spec.mountpoint)
+
+    def run(self) -> int:
+        """Serve requests until unmounted or signalled; returns the exit status."""
+        try:
+            trio.run(self._main)
+        finally:
+            pyfuse3.close(unmount=True)
+        if self.unsaved:
+            log.error("exiting with data not uploaded: %s", ", ".join(self.unsaved))
+            print(f"ocifs: not uploaded: {', '.join(self.unsaved)}", file=sys.stderr)
+            return 1
+        log.info("unmounted %s", self.spec.mountpoint)
+        return 0
+
+    async def _main(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_signals, nursery.cancel_scope)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+        # Unmounted from outside (fusermount -u): anything still dirty goes up now.
+        if not self.unsaved:
+            self.unsaved = await self.operations.files.upload_all()
+
+    async def _watch_signals(self, cancel_scope: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as nursery:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        reopen_logs()
+                        continue
+                    if not self.stopping:
+                        self.stopping = True
+                        log.warning("signal %s: uploading %d dirty file(s), then unmounting",
+                                    signal.Signals(signum).name, self.operations.files.dirty_count())
+                        nursery.start_soon(self._drain_and_terminate)
+                    else:
+                        self.unsaved = [self.operations.inodes.path(f.inode)
+                                        for f in self.operations.files.by_inode.values() if f.dirty]
+                        log.error("second signal: unmounting without waiting for uploads")
+                        pyfuse3.terminate()
+                        nursery.cancel_scope.cancel()
+
+    async def _drain_and_terminate(self) -> None:
+        self.unsaved = await self.operations.files.upload_all()
+        pyfuse3.terminate()
+
+
+def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> int:
+    """Mount ``spec`` and serve it; ``notify("ok")`` once live, ``notify("error: ...")`` if not."""
+    opts = spec.options
+    setup_logging(opts.log_level, opts.logfile, spec.foreground)
+    for name in opts.ignored:
+        log.warning("option %s has no effect in ocifs", name)
+    try:
+        mount = Mount(spec)
+        mount.start()
+    except MountError as exc:
+        if notify:
+            notify(f"error: {exc}")
+        raise
+    if notify:
+        notify("ok")
+    return mount.run()
+
+
+def daemonize_and_mount(spec: MountSpec) -> int:
+    """Fork; the parent returns 0 once the child reports the mount live, 1 if it failed."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        with os.fdopen(read_fd) as pipe:
+            message = pipe.read().strip()
+        if message == "ok":
+            return 0
+        if message.startswith("error: "):
+            print(f"ocifs: {message[len('error: '):]}", file=sys.stderr)
+        else:
+            _, status = os.waitpid(pid, 0)
+            print(f"ocifs: the mount process exited before the mount was ready (status {status})",
+                  file=sys.stderr)
+        return 1
+    # Child: a session of its own, no terminal, stdio to /dev/null once mounted.
+    os.close(read_fd)
+    os.setsid()
+    os.chdir("/")
+    pipe = os.fdopen(write_fd, "w")
+
+    def notify(message: str) -> None:
+        pipe.write(message + "\n")
+        pipe.close()
+        if message == "ok":
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+
+    try:
+        status = run_mount(spec, notify)
+    except MountError:
+        status = 1
+    except BaseException as exc:  # noqa: BLE001 - report, never leave the parent hanging
+        if not pipe.closed:
+            notify(f"error: {exc.__class__.__name__}: {exc}")
+        status = 1
+    os._exit(status)

@@ -1,0 +1,189 @@
+"""s3fs-fuse's object format, both ways: S3 object metadata <-> file attributes.
+
+A bucket written by s3fs must read correctly through ocifs and the reverse, so this module is the
+single place that knows the format (REFERENCE §2):
+
+- a directory is a zero-byte object ``dir/`` with ``Content-Type: application/x-directory``;
+  any zero-size key ending in ``/``, a ``dir`` object with a directory content type, and a common
+  prefix with no marker (an *implicit* directory) are directories too;
+- ``x-amz-meta-mode`` holds the decimal ``st_mode`` including the type bits, ``-uid``/``-gid``
+  the owner, ``-mtime``/``-ctime``/``-atime`` ``sec`` or ``sec.nnnnnnnnn``;
+- a symlink is an object whose body is the target, mode ``S_IFLNK|0777``;
+- objects without metadata are files 0640 / directories 0750, owned by the mounting user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import mimetypes
+import stat
+from typing import Any, Mapping
+
+DIR_CONTENT_TYPE = "application/x-directory"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+DEFAULT_FILE_MODE = stat.S_IFREG | 0o640
+DEFAULT_DIR_MODE = stat.S_IFDIR | 0o750
+SYMLINK_MODE = stat.S_IFLNK | 0o777
+
+_OWN_META = frozenset({"mode", "uid", "gid", "mtime", "ctime", "atime"})
+
+# Content types s3fs and other tools have used to mark a directory object without a trailing "/".
+_DIR_CONTENT_TYPES = (DIR_CONTENT_TYPE, "httpd/unix-directory")
+
+
+@dataclasses.dataclass
+class ObjectAttrs:
+    """What ocifs knows about one path in the bucket.
+
+    ``mode`` always carries the file-type bits.  ``has_marker`` says whether a directory has its
+    own ``dir/`` object (False for implicit directories), which decides whether chmod/chown on it
+    must create one.  ``etag`` identifies the stored version of a file.  ``content_type`` and
+    ``extra_meta`` (``x-amz-meta-*`` keys other tools wrote) are kept across chmod and rename,
+    as s3fs keeps them.
+    """
+
+    mode: int
+    size: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    atime_ns: int = 0
+    etag: str | None = None
+    has_marker: bool = True
+    content_type: str | None = None
+    extra_meta: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+
+def parse_time_ns(value: str | None) -> int | None:
+    """Parse s3fs's ``sec`` or ``sec.nnnnnnnnn`` time header into nanoseconds."""
+    if not value:
+        return None
+    try:
+        if "." in value:
+            sec, frac = value.split(".", 1)
+            frac = (frac + "000000000")[:9]
+            return int(sec) * 1_000_000_000 + int(frac)
+        return int(value) * 1_000_000_000
+    except ValueError:
+        return None
+
+
+def format_time_ns(ns: int) -> str:
+    """Format nanoseconds the way s3fs writes them: whole seconds unless there is a fraction."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    return f"{sec}.{frac:09d}" if frac else str(sec)
+
+
+def _parse_int(value: str | None) -> int | None:
+    """Parse an integer header the way s3fs does (C ``strtol`` with base 0)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if text.lower().startswith("0x"):
+            return int(text, 16)
+        if len(text) > 1 and text.startswith("0"):
+            return int(text, 8)
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _datetime_ns(value: Any) -> int:
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() * 1_000_000_000)
+    return 0
+
+
+def attrs_from_head(
+    key: str,
+    head: Mapping[str, Any],
+    default_uid: int,
+    default_gid: int,
+) -> ObjectAttrs:
+    """Build attributes from a HeadObject/GetObject response of the object at ``key``."""
+    meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    size = int(head.get("ContentLength", 0) or 0)
+    content_type = (head.get("ContentType") or "").strip()
+    base_type = content_type.split(";")[0].strip().lower()
+    last_modified_ns = _datetime_ns(head.get("LastModified"))
+
+    mode = _parse_int(meta.get("mode"))
+    looks_like_dir = key.endswith("/") or (size == 0 and base_type in _DIR_CONTENT_TYPES)
+    if mode is None or stat.S_IFMT(mode) == 0:
+        perms = stat.S_IMODE(mode) if mode is not None else None
+        if looks_like_dir:
+            mode = stat.S_IFDIR | (perms if perms is not None else 0o750)
+        else:
+            mode = stat.S_IFREG | (perms if perms is not None else 0o640)
+    elif looks_like_dir and not stat.S_ISDIR(mode):
+        mode = stat.S_IFDIR | stat.S_IMODE(mode)
+
+    mtime = parse_time_ns(meta.get("mtime")) or last_modified_ns
+    ctime = parse_time_ns(meta.get("ctime")) or mtime
+    atime = parse_time_ns(meta.get("atime")) or mtime
+    uid = _parse_int(meta.get("uid"))
+    gid = _parse_int(meta.get("gid"))
+    return ObjectAttrs(
+        mode=mode,
+        size=0 if stat.S_ISDIR(mode) else size,
+        uid=default_uid if uid is None else uid,
+        gid=default_gid if gid is None else gid,
+        mtime_ns=mtime,
+        ctime_ns=ctime,
+        atime_ns=atime,
+        etag=head.get("ETag"),
+        has_marker=True,
+        content_type=content_type or None,
+        extra_meta={k: v for k, v in meta.items() if k not in _OWN_META},
+    )
+
+
+def attrs_from_listing(entry: Mapping[str, Any], default_uid: int, default_gid: int) -> ObjectAttrs:
+    """Attributes from a ListObjectsV2 ``Contents`` entry: size and date, no s3fs headers."""
+    return attrs_from_head(
+        entry["Key"],
+        {"ContentLength": entry.get("Size", 0), "LastModified": entry.get("LastModified"),
+         "ETag": entry.get("ETag")},
+        default_uid,
+        default_gid,
+    )
+
+
+def implicit_dir_attrs(uid: int, gid: int, mtime_ns: int = 0) -> ObjectAttrs:
+    """A directory that exists only because keys live under it (no ``dir/`` object)."""
+    return ObjectAttrs(mode=DEFAULT_DIR_MODE, uid=uid, gid=gid, mtime_ns=mtime_ns,
+                       ctime_ns=mtime_ns, atime_ns=mtime_ns, has_marker=False)
+
+
+def metadata_for(attrs: ObjectAttrs) -> dict[str, str]:
+    """The ``x-amz-meta-*`` headers (without the prefix, as boto3 wants them) for ``attrs``."""
+    return {
+        **attrs.extra_meta,
+        "mode": str(attrs.mode),
+        "uid": str(attrs.uid),
+        "gid": str(attrs.gid),
+        "mtime": format_time_ns(attrs.mtime_ns),
+        "ctime": format_time_ns(attrs.ctime_ns),
+        "atime": format_time_ns(attrs.atime_ns),
+    }
+
+
+def content_type_for(name: str, attrs: ObjectAttrs) -> str:
+    """Content-Type as s3fs sets it: directories marked, files typed by their extension."""
+    if attrs.is_dir:
+        return DIR_CONTENT_TYPE
+    if attrs.content_type:
+        return attrs.content_type
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or DEFAULT_CONTENT_TYPE

@@ -1,0 +1,203 @@
+"""The ``-o`` option table: names, meanings, defaults and parsing, as s3fs spells them.
+
+One dataclass field per option is the single source of truth: the parser, ``--help`` and the
+README table are all derived from it.  Unknown options fail the mount with a message naming
+them; fstab-only words are accepted and ignored, as s3fs does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+DBG_LEVELS = {"crit": logging.CRITICAL, "critical": logging.CRITICAL, "err": logging.ERROR,
+              "error": logging.ERROR, "warn": logging.WARNING, "warning": logging.WARNING,
+              "info": logging.INFO, "dbg": logging.DEBUG, "debug": logging.DEBUG}
+
+# Words mount(8) and fstab pass along that mean nothing to a FUSE filesystem.
+FSTAB_WORDS = frozenset({"auto", "noauto", "user", "nouser", "users", "_netdev", "defaults",
+                         "rw", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec"})
+
+# s3fs options that are accepted for compatibility but have no effect in ocifs.
+NO_EFFECT = {
+    "nonempty": "FUSE 3 mounts over non-empty directories anyway",
+    "sigv2": "ocifs always signs with SigV4",
+    "sigv4": "ocifs always signs with SigV4",
+    "default_acl": "ACLs are not sent (OCI has none)",
+    "nomixupload": "not needed by ocifs's upload path",
+    "enable_content_md5": "uploads are not checksummed beyond what the store requires",
+    "enable_noobj_cache": "the negative cache is always on",
+    "notsup_compat_dir": "ocifs does not use _$folder$ objects",
+    "complement_stat": "ocifs always fills in missing attributes",
+}
+
+
+class OptionError(ValueError):
+    """A bad ``-o`` option; the message names it."""
+
+
+def _opt(help: str, kind: str = "str", **extra: Any) -> dict[str, Any]:
+    return {"help": help, "kind": kind, **extra}
+
+
+@dataclasses.dataclass
+class MountOptions:
+    """Parsed mount options.  Field metadata holds the help text and the value kind."""
+
+    url: str = dataclasses.field(default="https://s3.amazonaws.com", metadata=_opt(
+        "endpoint URL of the S3 service (http:// or https://)"))
+    endpoint: str = dataclasses.field(default="us-east-1", metadata=_opt(
+        "region used to sign requests (SigV4); alias: region"))
+    use_path_request_style: bool = dataclasses.field(default=False, metadata=_opt(
+        "path-style requests (http://host/bucket/key), needed by OCI and most S3 clones", "flag"))
+    passwd_file: str | None = dataclasses.field(default=None, metadata=_opt(
+        "file with KEY:SECRET or BUCKET:KEY:SECRET lines; must not be readable by others"))
+    profile: str = dataclasses.field(default="default", metadata=_opt(
+        "profile in ~/.aws/credentials"))
+    allow_other: bool = dataclasses.field(default=False, metadata=_opt(
+        "let users other than the mounting one use the mount", "flag"))
+    default_permissions: bool = dataclasses.field(default=True, metadata=_opt(
+        "kernel enforces file modes (always on in ocifs)", "flag"))
+    uid: int | None = dataclasses.field(default=None, metadata=_opt(
+        "owner uid shown for every file", "int"))
+    gid: int | None = dataclasses.field(default=None, metadata=_opt(
+        "owner gid shown for every file", "int"))
+    umask: int | None = dataclasses.field(default=None, metadata=_opt(
+        "permission bits of every object become 0777 & ~umask (octal)", "octal"))
+    mp_umask: int | None = dataclasses.field(default=None, metadata=_opt(
+        "mode of the mountpoint becomes 0777 & ~mp_umask (octal)", "octal"))
+    dbglevel: str = dataclasses.field(default="crit", metadata=_opt(
+        "log level: crit, err, warn, info or dbg", "choice", choices=tuple(DBG_LEVELS)))
+    logfile: str | None = dataclasses.field(default=None, metadata=_opt(
+        "write the log to this file instead of syslog/stderr"))
+    retries: int = dataclasses.field(default=5, metadata=_opt(
+        "retries of a failed request (5xx, 429, timeouts) with backoff", "int"))
+    connect_timeout: int = dataclasses.field(default=300, metadata=_opt(
+        "seconds to wait for a connection", "int"))
+    readwrite_timeout: int = dataclasses.field(default=120, metadata=_opt(
+        "seconds to wait for data on a connection", "int"))
+    parallel_count: int = dataclasses.field(default=5, metadata=_opt(
+        "parts of one multipart upload or copy in flight", "int"))
+    max_thread_count: int = dataclasses.field(default=10, metadata=_opt(
+        "requests to the store in flight at once (worker threads)", "int"))
+    multipart_size: int = dataclasses.field(default=10, metadata=_opt(
+        "part size in MiB for multipart uploads (5..5120)", "int"))
+    multipart_threshold: int = dataclasses.field(default=25, metadata=_opt(
+        "files of at least this many MiB are uploaded as multipart", "int"))
+    singlepart_copy_limit: int = dataclasses.field(default=512, metadata=_opt(
+        "objects larger than this many MiB are copied (rename, chmod) with multipart copy", "int"))
+    stat_cache_expire: float = dataclasses.field(default=900.0, metadata=_opt(
+        "seconds an object's attributes are cached", "float"))
+    max_stat_cache_size: int = dataclasses.field(default=100000, metadata=_opt(
+        "entries in the attribute cache", "int"))
+    fsname: str | None = dataclasses.field(default=None, metadata=_opt(
+        "filesystem name shown in /proc/mounts (default ocifs#BUCKET)"))
+    subtype: str = dataclasses.field(default="ocifs", metadata=_opt(
+        "filesystem subtype shown in /proc/mounts as fuse.SUBTYPE"))
+    ignored: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
+
+    @property
+    def log_level(self) -> int:
+        return DBG_LEVELS[self.dbglevel]
+
+    @classmethod
+    def specs(cls) -> list[dataclasses.Field]:
+        """The user-visible options, in table order."""
+        return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+ALIASES = {"region": "endpoint", "mount_uid": "uid", "mount_gid": "gid"}
+
+
+def _convert(field: dataclasses.Field, value: str | None) -> Any:
+    kind = field.metadata["kind"]
+    name = field.name
+    if kind == "flag":
+        if value is None or value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise OptionError(f"option {name} takes no value or true/false, not {value!r}")
+    if value is None or value == "":
+        raise OptionError(f"option {name} needs a value ({name}=...)")
+    try:
+        if kind == "int":
+            number = int(value, 0)
+            if number < 0:
+                raise ValueError
+            return number
+        if kind == "octal":
+            number = int(value, 8)
+            if not 0 <= number <= 0o7777:
+                raise ValueError
+            return number
+        if kind == "float":
+            number = float(value)
+            if number < 0:
+                raise ValueError
+            return number
+    except ValueError:
+        raise OptionError(f"option {name} has a bad value {value!r}") from None
+    if kind == "choice" and value.lower() not in field.metadata["choices"]:
+        raise OptionError(f"option {name}={value} is not one of {', '.join(field.metadata['choices'])}")
+    return value.lower() if kind == "choice" else value
+
+
+def split_option_string(text: str) -> list[str]:
+    """Split ``a,b=c,d`` into items (values in this table never contain commas)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_options(option_strings: Iterable[str]) -> MountOptions:
+    """Parse the ``-o`` strings (each ``a,b=c``) into :class:`MountOptions`."""
+    fields = {f.name: f for f in MountOptions.specs()}
+    values: dict[str, Any] = {}
+    ignored: list[str] = []
+    for text in option_strings:
+        for item in split_option_string(text):
+            name, sep, raw = item.partition("=")
+            name = name.strip()
+            name = ALIASES.get(name, name)
+            value = raw if sep else None
+            if name in FSTAB_WORDS:
+                continue
+            if name in NO_EFFECT:
+                ignored.append(name)
+                continue
+            field = fields.get(name)
+            if field is None:
+                raise OptionError(f"unknown option: {name}")
+            values[name] = _convert(field, value)
+    options = MountOptions(**values)
+    options.ignored = ignored
+    _validate(options)
+    return options
+
+
+def _validate(options: MountOptions) -> None:
+    if not options.url.startswith(("http://", "https://")):
+        raise OptionError(f"option url={options.url} must start with http:// or https://")
+    if not 5 <= options.multipart_size <= 5120:
+        raise OptionError("option multipart_size must be between 5 and 5120 (MiB)")
+    for name in ("parallel_count", "max_thread_count"):
+        if getattr(options, name) < 1:
+            raise OptionError(f"option {name} must be at least 1")
+
+
+def options_help() -> str:
+    """The option table for ``ocifs --help``."""
+    lines = []
+    for f in MountOptions.specs():
+        default = f.default if f.default is not None else "-"
+        if f.metadata["kind"] == "flag":
+            default = "on" if f.default else "off"
+        elif f.metadata["kind"] == "octal" and f.default is not None:
+            default = oct(f.default)
+        lines.append(f"  {f.name:<24} {f.metadata['help']} (default: {default})")
+    lines.append("  region=...               alias of endpoint")
+    lines.append("  " + ", ".join(sorted(NO_EFFECT)) + ": accepted, no effect (a warning says so)")
+    lines.append("  " + ", ".join(sorted(FSTAB_WORDS)) + ": fstab words, ignored")
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""The bucket: a boto3 client set up for S3-compatible stores, driven from trio.
+
+Every boto3 call blocks, so each runs in a worker thread through ``trio.to_thread.run_sync``
+with one shared ``CapacityLimiter``: the FUSE loop never waits on the network, and the number
+of requests in flight is bounded by ``max_thread_count``.  Errors from the store become
+:class:`StoreError` carrying an errno, so the FUSE layer never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import IO, Any, Callable, TypeVar
+
+import boto3
+import botocore.exceptions
+import trio
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from .credentials import Credentials
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MiB = 1024 * 1024
+
+# S3 error codes and the errno a program should see for them.
+_ERRNO_BY_CODE = {
+    "NoSuchKey": errno.ENOENT,
+    "NotFound": errno.ENOENT,
+    "404": errno.ENOENT,
+    "NoSuchBucket": errno.ENOENT,
+    "NoSuchUpload": errno.ENOENT,
+    "AccessDenied": errno.EACCES,
+    "403": errno.EACCES,
+    "Forbidden": errno.EACCES,
+    "InvalidAccessKeyId": errno.EACCES,
+    "SignatureDoesNotMatch": errno.EACCES,
+    "AllAccessDisabled": errno.EACCES,
+    "KeyTooLongError": errno.ENAMETOOLONG,
+    "EntityTooLarge": errno.EFBIG,
+    "InvalidRange": errno.EINVAL,
+    "416": errno.EINVAL,
+    "InvalidArgument": errno.EINVAL,
+    "InvalidObjectName": errno.EINVAL,
+    "SlowDown": errno.EAGAIN,
+    "ServiceUnavailable": errno.EIO,
+    "QuotaExceeded": errno.ENOSPC,
+}
+
+
+class StoreError(Exception):
+    """A failed store request: ``errno`` for the caller, a message without secrets for the log."""
+
+    def __init__(self, err: int, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.errno = err
+        self.code = code
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return exc.__class__.__name__
+
+
+def to_store_error(exc: BaseException, what: str) -> StoreError:
+    """Map a boto3/botocore exception to a :class:`StoreError` with a sensible errno."""
+    if isinstance(exc, StoreError):
+        return exc
+    code = error_code(exc)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        err = _ERRNO_BY_CODE.get(code) or _ERRNO_BY_CODE.get(str(status), errno.EIO)
+        message = exc.response.get("Error", {}).get("Message") or code
+        return StoreError(err, f"{what}: {code} ({message})", code)
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectionError)):
+        return StoreError(errno.EIO, f"{what}: cannot reach the endpoint ({code})", code)
+    if isinstance(exc, (botocore.exceptions.ReadTimeoutError,
+                        botocore.exceptions.ConnectTimeoutError)):
+        return StoreError(errno.ETIMEDOUT, f"{what}: timed out", code)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return StoreError(errno.EACCES, f"{what}: no credentials", code)
+    if isinstance(exc, OSError) and exc.errno:
+        return StoreError(exc.errno, f"{what}: {exc.strerror}", code)
+    return StoreError(errno.EIO, f"{what}: {code}: {exc}", code)
+
+
+def make_client(url: str, region: str, credentials: Credentials, path_style: bool,
+                retries: int, connect_timeout: float, read_timeout: float,
+                max_pool: int) -> Any:
+    """A boto3 S3 client that S3-compatible stores (OCI first) accept.
+
+    Path-style addressing when asked, SigV4 with the given region, checksums only when an
+    operation requires one (OCI rejects botocore's default CRC32 and aws-chunked bodies),
+    and botocore's standard retry mode (backoff on 5xx, 429 and throttling codes).
+    """
+    config = Config(
+        region_name=region,
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if path_style else "auto"},
+        retries={"mode": "standard", "total_max_attempts": retries + 1},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        tcp_keepalive=True,
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.session_token,
+    )
+    return session.client("s3", endpoint_url=url, config=config)
+
+
+class Store:
+    """One bucket (and key prefix) seen through a boto3 client.
+
+    ``limiter`` bounds the worker threads doing requests; ``upload_config``/``copy_config`` are
+    boto3's transfer settings (multipart threshold, part size, parts in flight) for uploads and
+    for server-side copies.
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
+                 multipart_size: int = 10 * MiB, multipart_threshold: int = 25 * MiB,
+                 copy_threshold: int = 512 * MiB, parallel_count: int = 5) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.limiter = trio.CapacityLimiter(max_threads)
+        self.upload_config = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_size,
+            max_concurrency=parallel_count, use_threads=True)
+        self.copy_config = TransferConfig(
+            multipart_threshold=copy_threshold, multipart_chunksize=max(multipart_size, 64 * MiB),
+            max_concurrency=parallel_count, use_threads=True)
+
+    def key(self, path: str, directory: bool = False) -> str:
+        """The object key of a path relative to the mount root ("" is the root)."""
+        key = self.prefix + path
+        return key + "/" if directory and key and not key.endswith("/") else key
+
+    def path_of(self, key: str) -> str:
+        return key[len(self.prefix):]
+
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
+                raise to_store_error(exc, what) from None
+        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check_bucket_sync(self) -> None:
+        """Fail early (before daemonizing) when the bucket, keys or endpoint are wrong."""
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except Exception as exc:  # noqa: BLE001
+            raise to_store_error(exc, f"bucket {self.bucket}") from None
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def head(self, key: str) -> dict | None:
+        """HeadObject, or None when there is no such object."""
+        try:
+            return await self._run(f"HEAD {key}", self.client.head_object, Bucket=self.bucket, Key=key)
+        except StoreError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+
+    async def list_dir(self, prefix: str, max_keys: int | None = None) -> tuple[list[dict], list[str]]:
+        """ListObjectsV2 with delimiter "/", all pages: (objects, common prefixes)."""
+        def list_all() -> tuple[list[dict], list[str]]:
+            objects: list[dict] = []
+            prefixes: list[str] = []
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+            if max_keys:
+                kwargs["MaxKeys"] = max_keys
+            while True:
+                page = self.client.list_objects_v2(**kwargs)
+                objects.extend(page.get("Contents", []))
+                prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+                if max_keys or not page.get("IsTruncated"):
+                    return objects, prefixes
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        return await self._run(f"LIST {prefix}", list_all)
+
+    async def list_recursive(self, prefix: str) -> list[dict]:
+        """Every object under ``prefix`` (no delimiter), all pages."""
+        def list_all() -> list[dict]:
+            paginator = self.client.get_paginator("list_objects_v2")
+            return [obj for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                    for obj in page.get("Contents", [])]
+        return await self._run(f"LIST {prefix}", list_all)
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        def get() -> bytes:
+            response = self.client.get_object(Bucket=self.bucket, Key=key,
+                                              Range=f"bytes={start}-{start + length - 1}")
+            return response["Body"].read()
+        try:
+            return await self._run(f"GET {key}", get)
+        except StoreError as exc:
+            if exc.code == "InvalidRange":
+                return b""
+            raise
+
+    async def get_bytes(self, key: str) -> bytes:
+        def get() -> bytes:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return await self._run(f"GET {key}", get)
+
+    async def download(self, key: str, fileobj: IO[bytes]) -> None:
+        await self._run(f"GET {key}", self.client.download_fileobj, self.bucket, key, fileobj,
+                        Config=self.upload_config)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def put_bytes(self, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> dict:
+        return await self._run(f"PUT {key}", self.client.put_object, Bucket=self.bucket, Key=key,
+                               Body=data, Metadata=metadata, ContentType=content_type)
+
+    async def upload(self, key: str, fd: int, metadata: dict[str, str], content_type: str) -> None:
+        """Upload a whole local file: one PUT below the threshold, parallel multipart above it.
+
+        boto3 is given the file by its ``/proc/self/fd`` path, so each part is read through a
+        descriptor of its own and the caller's file object is never closed or moved.
+        """
+        await self._run(f"PUT {key}", self.client.upload_file, f"/proc/self/fd/{fd}", self.bucket, key,
+                        ExtraArgs={"Metadata": metadata, "ContentType": content_type},
+                        Config=self.upload_config)
+
+    async def copy(self, src: str, dst: str, metadata: dict[str, str], content_type: str) -> None:
+        """Server-side copy with new metadata; multipart copy above ``singlepart_copy_limit``."""
+        await self._run(f"COPY {src} -> {dst}", self.client.copy,
+                        {"Bucket": self.bucket, "Key": src}, self.bucket, dst,
+                        ExtraArgs={"Metadata": metadata, "ContentType": content_type,
+                                   "MetadataDirective": "REPLACE"},
+                        Config=self.copy_config)
+
+    async def delete(self, key: str) -> None:
+        """DeleteObject (one at a time: DeleteObjects needs a checksum OCI may refuse)."""
+        await self._run(f"DELETE {key}", self.client.delete_object, Bucket=self.bucket, Key=key)

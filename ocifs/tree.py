@@ -1,0 +1,265 @@
+"""The bucket as a tree of paths: lookups, listings and namespace changes, with bounded caches.
+
+Paths are relative to the mount root, without leading or trailing "/"; "" is the root.
+This is where s3fs's layout is walked (file objects, ``dir/`` markers, implicit directories)
+and where the attribute and negative caches live; the FUSE layer only maps inodes to paths.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import posixpath
+import time
+from typing import Callable, Iterable
+
+import cachetools
+import trio
+
+from . import objects
+from .objects import ObjectAttrs
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def parent_of(path: str) -> str:
+    return posixpath.dirname(path)
+
+
+def name_of(path: str) -> str:
+    return posixpath.basename(path)
+
+
+class Tree:
+    """Path-level view of the bucket.
+
+    ``stat_cache`` maps path -> attributes (``None`` is a cached "no such path", the negative
+    cache), expiring after ``stat_cache_expire`` seconds.  ``pending`` holds files created
+    locally and not yet uploaded: they are visible to lookups and listings on this mount
+    before any object exists.  ``default_uid``/``default_gid`` own objects without metadata.
+    """
+
+    def __init__(self, store: Store, default_uid: int, default_gid: int,
+                 stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000) -> None:
+        self.store = store
+        self.default_uid = default_uid
+        self.default_gid = default_gid
+        self.mount_time_ns = time.time_ns()
+        if stat_cache_expire > 0:
+            self.stat_cache: cachetools.Cache = cachetools.TTLCache(
+                maxsize=max_stat_cache_size, ttl=stat_cache_expire)
+        else:
+            self.stat_cache = cachetools.Cache(maxsize=0)
+        self.pending: dict[str, ObjectAttrs] = {}
+
+    # -- caches ---------------------------------------------------------------------------
+
+    def remember(self, path: str, attrs: ObjectAttrs | None) -> None:
+        try:
+            self.stat_cache[path] = attrs
+        except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
+            pass
+
+    def invalidate(self, path: str, subtree: bool = False) -> None:
+        self.stat_cache.pop(path, None)
+        if subtree:
+            for cached in [p for p in list(self.stat_cache.keys()) if p.startswith(path + "/")]:
+                self.stat_cache.pop(cached, None)
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def _dir_prefix(self, path: str) -> str:
+        return self.store.key(path, directory=True) if path else self.store.prefix
+
+    async def stat(self, path: str) -> ObjectAttrs | None:
+        """Attributes of ``path``, or None when nothing is there (cached either way)."""
+        if path in self.pending:
+            return self.pending[path]
+        cached = self.stat_cache.get(path, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        attrs = await self._fetch(path)
+        self.remember(path, attrs)
+        return attrs
+
+    async def _fetch(self, path: str) -> ObjectAttrs | None:
+        key = self.store.key(path)
+        results: dict[str, object] = {}
+
+        async def run(name: str, fn: Callable, *args: object) -> None:
+            results[name] = await fn(*args)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "file", self.store.head, key)
+            nursery.start_soon(run, "marker", self.store.head, key + "/")
+            nursery.start_soon(run, "children", self.store.list_dir, key + "/", 1)
+        file_head = results["file"]
+        if file_head is not None:
+            return objects.attrs_from_head(key, file_head, self.default_uid, self.default_gid)
+        marker = results["marker"]
+        if marker is not None:
+            return objects.attrs_from_head(key + "/", marker, self.default_uid, self.default_gid)
+        contents, prefixes = results["children"]  # type: ignore[misc]
+        if contents or prefixes:
+            return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
+        return None
+
+    async def listdir(self, path: str) -> list[tuple[str, ObjectAttrs]]:
+        """Entries of directory ``path`` (sorted by name) with their attributes.
+
+        One paginated ListObjectsV2 gives the names; attributes not in the cache are fetched
+        with concurrent HEADs (bounded by the store's thread limit), since the s3fs headers
+        (mode, owner, mtime) are not in a listing.
+        """
+        prefix = self._dir_prefix(path)
+        contents, prefixes = await self.store.list_dir(prefix)
+        files: dict[str, dict] = {}
+        for obj in contents:
+            name = obj["Key"][len(prefix):]
+            if name and "/" not in name:
+                files[name] = obj
+        dirs = {p[len(prefix):-1] for p in prefixes}
+        dirs = {d for d in dirs if d and "/" not in d and d not in files}
+        for pending_path in self.pending:
+            if parent_of(pending_path) == path:
+                files.setdefault(name_of(pending_path), {})
+
+        entries: dict[str, ObjectAttrs] = {}
+        to_head: list[tuple[str, bool]] = []
+        for name in list(files) + list(dirs):
+            child = join(path, name)
+            attrs = self.pending.get(child) or self.stat_cache.get(child)
+            if attrs is not None:
+                entries[name] = attrs
+            else:
+                to_head.append((name, name in dirs))
+
+        async def head_one(name: str, is_dir: bool) -> None:
+            child = join(path, name)
+            key = self.store.key(child, directory=is_dir)
+            head = await self.store.head(key)
+            if head is not None:
+                attrs = objects.attrs_from_head(key, head, self.default_uid, self.default_gid)
+            elif is_dir:
+                attrs = objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
+            elif name in files and files[name]:
+                attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
+            else:
+                return
+            self.remember(child, attrs)
+            entries[name] = attrs
+
+        async with trio.open_nursery() as nursery:
+            for name, is_dir in to_head:
+                nursery.start_soon(head_one, name, is_dir)
+        return sorted(entries.items())
+
+    async def is_empty_dir(self, path: str) -> bool:
+        prefix = self._dir_prefix(path)
+        contents, prefixes = await self.store.list_dir(prefix, max_keys=2)
+        others = [o for o in contents if o["Key"] != prefix] + prefixes
+        local = [p for p in self.pending if parent_of(p) == path]
+        return not others and not local
+
+    # -- changes --------------------------------------------------------------------------
+
+    async def put_attrs(self, path: str, attrs: ObjectAttrs) -> None:
+        """Store new metadata for an existing path: a self-copy for files, a marker for dirs."""
+        if attrs.is_dir:
+            await self.store.put_bytes(self.store.key(path, directory=True), b"",
+                                       objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
+            attrs.has_marker = True
+        else:
+            key = self.store.key(path)
+            await self.store.copy(key, key, objects.metadata_for(attrs),
+                                  objects.content_type_for(path, attrs))
+        self.remember(path, attrs)
+
+    async def mkdir(self, path: str, attrs: ObjectAttrs) -> None:
+        await self.store.put_bytes(self.store.key(path, directory=True), b"",
+                                   objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
+        self.remember(path, attrs)
+        self.invalidate(parent_of(path))
+
+    async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
+        data = target.encode("utf-8", "surrogateescape")
+        attrs.size = len(data)
+        await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
+                                   objects.DEFAULT_CONTENT_TYPE)
+        self.remember(path, attrs)
+
+    async def readlink(self, path: str) -> str:
+        data = await self.store.get_bytes(self.store.key(path))
+        return data.decode("utf-8", "surrogateescape")
+
+    async def remove_file(self, path: str) -> None:
+        if self.pending.pop(path, None) is None:
+            await self.store.delete(self.store.key(path))
+        self.remember(path, None)
+
+    async def remove_dir(self, path: str, attrs: ObjectAttrs) -> None:
+        if not await self.is_empty_dir(path):
+            raise StoreError(errno.ENOTEMPTY, f"directory {path} is not empty")
+        await self.store.delete(self.store.key(path, directory=True))
+        self.remember(path, None)
+        self.invalidate(path, subtree=True)
+
+    async def rename(self, old: str, new: str, attrs: ObjectAttrs) -> None:
+        """Copy then delete (s3fs's way); a directory moves object by object, not atomically."""
+        target = await self.stat(new)
+        if target is not None:
+            if target.is_dir and not attrs.is_dir:
+                raise StoreError(errno.EISDIR, f"{new} is a directory")
+            if attrs.is_dir and not target.is_dir:
+                raise StoreError(errno.ENOTDIR, f"{new} is not a directory")
+            if target.is_dir and not await self.is_empty_dir(new):
+                raise StoreError(errno.ENOTEMPTY, f"directory {new} is not empty")
+        attrs.ctime_ns = time.time_ns()
+        if attrs.is_dir:
+            await self._rename_dir(old, new, attrs, target)
+        elif old in self.pending:
+            self.pending[new] = self.pending.pop(old)
+            if target is not None and new not in self.pending:
+                await self.store.delete(self.store.key(new))
+        else:
+            src, dst = self.store.key(old), self.store.key(new)
+            await self.store.copy(src, dst, objects.metadata_for(attrs),
+                                  objects.content_type_for(new, attrs))
+            await self.store.delete(src)
+        self.remember(old, None)
+        self.invalidate(old, subtree=True)
+        self.invalidate(new, subtree=True)
+        self.remember(new, attrs)
+
+    async def _rename_dir(self, old: str, new: str, attrs: ObjectAttrs,
+                          target: ObjectAttrs | None) -> None:
+        src_prefix, dst_prefix = self._dir_prefix(old), self._dir_prefix(new)
+        keys = [obj["Key"] for obj in await self.store.list_recursive(src_prefix)]
+        if target is not None and target.has_marker and dst_prefix not in keys:
+            await self.store.delete(dst_prefix)
+
+        async def move(key: str) -> None:
+            head = await self.store.head(key)
+            if head is None:
+                return
+            dst = dst_prefix + key[len(src_prefix):]
+            await self.store.copy(key, dst, head.get("Metadata") or {},
+                                  head.get("ContentType") or objects.DEFAULT_CONTENT_TYPE)
+
+        await self._for_each(move, keys)
+        await self._for_each(self.store.delete, keys)
+        for pending_path in [p for p in self.pending if p.startswith(old + "/")]:
+            self.pending[new + pending_path[len(old):]] = self.pending.pop(pending_path)
+
+    @staticmethod
+    async def _for_each(fn: Callable, items: Iterable) -> None:
+        async with trio.open_nursery() as nursery:
+            for item in items:
+                nursery.start_soon(fn, item)
