@@ -54,7 +54,7 @@ class MountOptions:
     use_path_request_style: bool = dataclasses.field(default=False, metadata=_opt(
         "path-style requests (http://host/bucket/key), needed by OCI and most S3 clones", "flag"))
     passwd_file: str | None = dataclasses.field(default=None, metadata=_opt(
-        "file with KEY:SECRET or BUCKET:KEY:SECRET lines; must not be readable by others"))
+        "file with KEY:SECRET or BUCKET:KEY:SECRET lines; no group/other permissions"))
     profile: str = dataclasses.field(default="default", metadata=_opt(
         "profile in ~/.aws/credentials"))
     allow_other: bool = dataclasses.field(default=False, metadata=_opt(
@@ -68,7 +68,7 @@ class MountOptions:
     umask: int | None = dataclasses.field(default=None, metadata=_opt(
         "permission bits of every object become 0777 & ~umask (octal)", "octal"))
     mp_umask: int | None = dataclasses.field(default=None, metadata=_opt(
-        "mode of the mountpoint becomes 0777 & ~mp_umask (octal)", "octal"))
+        "with allow_other, the mountpoint shows 0777 & ~mp_umask (else 0700) (octal)", "octal"))
     dbglevel: str = dataclasses.field(default="crit", metadata=_opt(
         "log level: crit, err, warn, info or dbg", "choice", choices=tuple(DBG_LEVELS)))
     logfile: str | None = dataclasses.field(default=None, metadata=_opt(

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what ocifs needs on a fresh Debian 12 machine, then a virtualenv with the package.
+#   scripts/setup.sh          runtime + embedded local S3 server (for `ocifs demo`)
+#   scripts/setup.sh test     the same plus the test tools (s3fs, redis-server, pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="server"
+packages=(fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv ca-certificates)
+if [ "${1:-}" = "test" ]; then
+    extras="test"
+    packages+=(s3fs redis-server)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e ".[${extras}]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+.venv/bin/python -c "import pyfuse3, ocifs" || { echo "setup: the ocifs package did not install" >&2; exit 1; }
