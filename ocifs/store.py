@@ -74,12 +74,13 @@ def to_store_error(exc: BaseException, what: str) -> StoreError:
         err = _ERRNO_BY_CODE.get(code) or _ERRNO_BY_CODE.get(str(status), errno.EIO)
         message = exc.response.get("Error", {}).get("Message") or code
         return StoreError(err, f"{what}: {code} ({message})", code)
-    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectionError)):
-        return StoreError(errno.EIO, f"{what}: cannot reach the endpoint ({code})", code)
+    # Timeouts first: botocore's ConnectTimeoutError is also a ConnectionError.
     if isinstance(exc, (botocore.exceptions.ReadTimeoutError,
                         botocore.exceptions.ConnectTimeoutError)):
         return StoreError(errno.ETIMEDOUT, f"{what}: timed out", code)
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectionError)):
+        return StoreError(errno.EIO, f"{what}: cannot reach the endpoint ({code})", code)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return StoreError(errno.EACCES, f"{what}: no credentials", code)
     if isinstance(exc, OSError) and exc.errno:

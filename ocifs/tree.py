@@ -225,9 +225,9 @@ class Tree:
         if attrs.is_dir:
             await self._rename_dir(old, new, attrs, target)
         elif old in self.pending:
-            self.pending[new] = self.pending.pop(old)
             if target is not None and new not in self.pending:
                 await self.store.delete(self.store.key(new))
+            self.pending[new] = self.pending.pop(old)
         else:
             src, dst = self.store.key(old), self.store.key(new)
             await self.store.copy(src, dst, objects.metadata_for(attrs),

@@ -1,0 +1,332 @@
+"""The boto3 store driven from trio (ocifs.store), against moto's in-process mock."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+import botocore.exceptions
+import pytest
+import trio
+from moto import mock_aws
+
+from ocifs.credentials import Credentials
+from ocifs.store import MiB, Store, StoreError, make_client, to_store_error
+
+BUCKET = "ocifs-unit-store"
+URL = "https://s3.amazonaws.com"
+
+
+def client_for(path_style: bool = True, retries: int = 2):
+    return make_client(URL, "us-east-1", Credentials("k", "s"), path_style, retries, 5, 5, 10)
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """One in-process mock and client per module (making a client is the slow part)."""
+    mock = mock_aws()
+    mock.start()
+    try:
+        yield mock, client_for()
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+def client(aws):
+    mock, c = aws
+    mock.reset()  # a fresh, empty mock for every test
+    c.create_bucket(Bucket=BUCKET)
+    return c
+
+
+@pytest.fixture
+def store(client):
+    return Store(client, BUCKET, multipart_threshold=5 * MiB, multipart_size=5 * MiB)
+
+
+def run(fn, *args):
+    return trio.run(fn, *args)
+
+
+# -- client configuration ---------------------------------------------------------------------
+
+def test_client_config_path_style():
+    with mock_aws():
+        c = client_for(path_style=True, retries=4)
+        cfg = c.meta.config
+        assert cfg.s3["addressing_style"] == "path"
+        assert cfg.request_checksum_calculation == "when_required"
+        assert cfg.response_checksum_validation == "when_required"
+        assert cfg.retries["mode"] == "standard"
+        assert cfg.retries["total_max_attempts"] == 5
+        assert cfg.signature_version == "s3v4"
+        assert cfg.region_name == "us-east-1"
+        assert c.meta.endpoint_url == URL
+
+
+def test_client_config_virtual_style():
+    with mock_aws():
+        assert client_for(path_style=False).meta.config.s3["addressing_style"] != "path"
+
+
+def test_client_uses_given_credentials():
+    with mock_aws():
+        c = make_client(URL, "us-east-1", Credentials("AKIDX", "SECRETX", "TOKENX"), True, 1, 5, 5, 10)
+        creds = c._request_signer._credentials
+        assert (creds.access_key, creds.secret_key, creds.token) == ("AKIDX", "SECRETX", "TOKENX")
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+def test_key_and_path_of_with_prefix(client):
+    s = Store(client, BUCKET, prefix="/base/sub/")
+    assert s.prefix == "base/sub/"
+    assert s.key("a/b") == "base/sub/a/b"
+    assert s.key("a", directory=True) == "base/sub/a/"
+    assert s.path_of("base/sub/a/b") == "a/b"
+    plain = Store(client, BUCKET)
+    assert plain.prefix == ""
+    assert plain.key("x", directory=True) == "x/"
+    assert plain.key("", directory=True) == ""
+
+
+# -- reads and writes -------------------------------------------------------------------------
+
+def test_head_missing_is_none(store):
+    assert run(store.head, "no/such/key") is None
+
+
+def test_put_head_get(store):
+    async def main():
+        await store.put_bytes("dir/f.txt", b"0123456789", {"mode": "33188", "uid": "7"}, "text/plain")
+        head = await store.head("dir/f.txt")
+        assert head["ContentLength"] == 10
+        assert head["ContentType"] == "text/plain"
+        assert head["Metadata"] == {"mode": "33188", "uid": "7"}
+        assert await store.get_bytes("dir/f.txt") == b"0123456789"
+        assert await store.get_range("dir/f.txt", 2, 3) == b"234"
+        assert await store.get_range("dir/f.txt", 8, 100) == b"89"
+        assert await store.get_range("dir/f.txt", 0, 0) == b""
+        assert await store.get_range("dir/f.txt", 10, 5) == b""  # InvalidRange -> empty
+    run(main)
+
+
+def test_get_missing_raises_enoent(store):
+    with pytest.raises(StoreError) as info:
+        run(store.get_bytes, "missing")
+    assert info.value.errno == errno.ENOENT
+    assert "missing" in str(info.value)
+
+
+def test_download(store, tmp_path):
+    async def main():
+        await store.put_bytes("d.bin", b"x" * 1000, {}, "application/octet-stream")
+        with open(tmp_path / "out", "wb") as f:
+            await store.download("d.bin", f)
+    run(main)
+    assert (tmp_path / "out").read_bytes() == b"x" * 1000
+
+
+def test_list_dir_paginates_and_splits_prefixes(client, store):
+    count = 1005
+    for i in range(count):
+        client.put_object(Bucket=BUCKET, Key=f"big/k{i:05d}", Body=b"")
+    client.put_object(Bucket=BUCKET, Key="big/", Body=b"", ContentType="application/x-directory")
+    client.put_object(Bucket=BUCKET, Key="big/sub1/x", Body=b"1")
+    client.put_object(Bucket=BUCKET, Key="big/sub2/deep/y", Body=b"2")
+    client.put_object(Bucket=BUCKET, Key="bigger", Body=b"3")
+    client.put_object(Bucket=BUCKET, Key="other/z", Body=b"4")
+
+    async def main():
+        objects, prefixes = await store.list_dir("big/")
+        keys = [o["Key"] for o in objects]
+        assert len(keys) == count + 1  # the keys and the marker, nothing from below or beside
+        assert len(set(keys)) == len(keys)
+        assert "big/" in keys and "big/k01004" in keys and "big/k00000" in keys
+        assert not any(k.startswith(("big/sub", "bigger", "other")) for k in keys)
+        assert sorted(prefixes) == ["big/sub1/", "big/sub2/"]
+
+        one, _ = await store.list_dir("big/", max_keys=1)
+        assert len(one) == 1
+
+        top_objects, top_prefixes = await store.list_dir("")
+        assert [o["Key"] for o in top_objects] == ["bigger"]
+        assert sorted(top_prefixes) == ["big/", "other/"]
+
+        everything = await store.list_recursive("big/")
+        all_keys = {o["Key"] for o in everything}
+        assert len(all_keys) == count + 3
+        assert {"big/sub1/x", "big/sub2/deep/y", "big/"} <= all_keys
+        assert "bigger" not in all_keys
+    run(main)
+
+
+def test_list_recursive_empty(store):
+    assert run(store.list_recursive, "nothing/") == []
+    assert run(store.list_dir, "nothing/") == ([], [])
+
+
+def test_upload_multipart_keeps_metadata(client, store, tmp_path):
+    size = 11 * MiB + 123
+    data = os.urandom(1024) * (size // 1024) + os.urandom(size % 1024)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    meta = {"mode": "33188", "uid": "1", "gid": "2", "mtime": "1700000000", "keep": "me"}
+    with open(path, "rb") as f:
+        f.seek(17)
+        run(store.upload, "up/big.bin", f.fileno(), meta, "application/x-test")
+        assert f.tell() == 17  # the caller's file position is untouched
+        assert not f.closed
+    head = client.head_object(Bucket=BUCKET, Key="up/big.bin")
+    assert head["ContentLength"] == size
+    assert head["Metadata"] == meta
+    assert head["ContentType"] == "application/x-test"
+    assert head["ETag"].strip('"').endswith("-3")  # 5 + 5 + 1.x MiB parts
+    assert client.get_object(Bucket=BUCKET, Key="up/big.bin")["Body"].read() == data
+
+
+def test_upload_small_single_put(client, store):
+    with tempfile.TemporaryFile() as f:
+        f.write(b"small body")
+        f.flush()
+        run(store.upload, "up/small", f.fileno(), {"mode": "33188"}, "text/plain")
+    head = client.head_object(Bucket=BUCKET, Key="up/small")
+    assert "-" not in head["ETag"]
+    assert head["Metadata"] == {"mode": "33188"}
+    assert client.get_object(Bucket=BUCKET, Key="up/small")["Body"].read() == b"small body"
+
+
+def test_copy_replaces_metadata(client, store):
+    client.put_object(Bucket=BUCKET, Key="src", Body=b"payload", Metadata={"mode": "33188", "old": "x"},
+                      ContentType="text/plain")
+
+    async def main():
+        await store.copy("src", "dst", {"mode": "33261", "new": "y"}, "application/x-sh")
+        head = await store.head("dst")
+        assert head["Metadata"] == {"mode": "33261", "new": "y"}
+        assert head["ContentType"] == "application/x-sh"
+        assert await store.get_bytes("dst") == b"payload"
+        # the source is untouched
+        assert (await store.head("src"))["Metadata"] == {"mode": "33188", "old": "x"}
+        # a self-copy changes metadata in place (chmod/chown on a file)
+        await store.copy("src", "src", {"mode": "33216"}, "text/plain")
+        assert (await store.head("src"))["Metadata"] == {"mode": "33216"}
+        assert await store.get_bytes("src") == b"payload"
+    run(main)
+
+
+def test_copy_missing_source_enoent(store):
+    with pytest.raises(StoreError) as info:
+        run(store.copy, "nope", "dst", {}, "text/plain")
+    assert info.value.errno == errno.ENOENT
+
+
+def test_delete(store):
+    async def main():
+        await store.put_bytes("gone", b"1", {}, "text/plain")
+        assert await store.head("gone") is not None
+        await store.delete("gone")
+        assert await store.head("gone") is None
+        await store.delete("gone")  # deleting a missing key is not an error in S3
+    run(main)
+
+
+def test_concurrent_requests_through_limiter(store):
+    async def main():
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(store.put_bytes, f"c/{i}", str(i).encode(), {}, "text/plain")
+        objects, _ = await store.list_dir("c/")
+        assert len(objects) == 20
+    run(main)
+
+
+def test_check_bucket_sync_ok(store):
+    store.check_bucket_sync()
+
+
+def test_check_bucket_sync_missing_bucket(client):
+    s = Store(client, "ocifs-no-such-bucket")
+    with pytest.raises(StoreError) as info:
+        s.check_bucket_sync()
+    assert info.value.errno == errno.ENOENT
+    assert "ocifs-no-such-bucket" in str(info.value)
+
+
+def test_store_error_on_missing_bucket_from_trio(client):
+    s = Store(client, "ocifs-no-such-bucket")
+    with pytest.raises(StoreError) as info:
+        run(s.list_dir, "")
+    assert info.value.errno == errno.ENOENT
+
+
+# -- error mapping ----------------------------------------------------------------------------
+
+def client_error(code: str, status: int, message: str = "msg", op: str = "GetObject"):
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+
+
+@pytest.mark.parametrize("code,status,err", [
+    ("NoSuchKey", 404, errno.ENOENT),
+    ("404", 404, errno.ENOENT),
+    ("NoSuchBucket", 404, errno.ENOENT),
+    ("AccessDenied", 403, errno.EACCES),
+    ("403", 403, errno.EACCES),
+    ("SignatureDoesNotMatch", 403, errno.EACCES),
+    ("SlowDown", 503, errno.EAGAIN),
+    ("ServiceUnavailable", 503, errno.EIO),
+    ("QuotaExceeded", 403, errno.ENOSPC),
+    ("InvalidRange", 416, errno.EINVAL),
+    ("EntityTooLarge", 400, errno.EFBIG),
+    ("KeyTooLongError", 400, errno.ENAMETOOLONG),
+    ("SomethingNew", 404, errno.ENOENT),   # unknown code: fall back on the status
+    ("SomethingNew", 403, errno.EACCES),
+    ("InternalError", 500, errno.EIO),
+])
+def test_to_store_error_client_errors(code, status, err):
+    e = to_store_error(client_error(code, status), "GET k")
+    assert isinstance(e, StoreError)
+    assert e.errno == err
+    assert e.code == code
+    assert str(e).startswith("GET k")
+    assert code in str(e)
+
+
+def test_to_store_error_message_included():
+    e = to_store_error(client_error("AccessDenied", 403, "Access Denied"), "HEAD x")
+    assert "Access Denied" in str(e)
+
+
+def test_to_store_error_endpoint_connection():
+    exc = botocore.exceptions.EndpointConnectionError(endpoint_url="https://nowhere.invalid")
+    e = to_store_error(exc, "LIST ")
+    assert e.errno == errno.EIO
+    assert e.code == "EndpointConnectionError"
+
+
+def test_to_store_error_read_timeout():
+    exc = botocore.exceptions.ReadTimeoutError(endpoint_url="https://x")
+    assert to_store_error(exc, "GET").errno == errno.ETIMEDOUT
+
+
+def test_to_store_error_connect_timeout():
+    # ConnectTimeoutError subclasses botocore's ConnectionError: the timeout must still win.
+    exc = botocore.exceptions.ConnectTimeoutError(endpoint_url="https://x")
+    assert to_store_error(exc, "GET").errno == errno.ETIMEDOUT
+
+
+def test_to_store_error_no_credentials():
+    assert to_store_error(botocore.exceptions.NoCredentialsError(), "GET").errno == errno.EACCES
+
+
+def test_to_store_error_oserror_and_other():
+    assert to_store_error(OSError(errno.ENOSPC, "No space left"), "PUT").errno == errno.ENOSPC
+    assert to_store_error(RuntimeError("boom"), "PUT").errno == errno.EIO
+
+
+def test_to_store_error_passes_store_error_through():
+    original = StoreError(errno.ENOTEMPTY, "not empty")
+    assert to_store_error(original, "x") is original

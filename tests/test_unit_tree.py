@@ -1,0 +1,468 @@
+"""The bucket as a tree of paths (ocifs.tree) over a Store on moto's in-process mock."""
+
+from __future__ import annotations
+
+import errno
+import stat
+
+import pytest
+import trio
+from moto import mock_aws
+
+from ocifs import objects
+from ocifs.credentials import Credentials
+from ocifs.objects import ObjectAttrs
+from ocifs.store import MiB, Store, StoreError, make_client
+from ocifs.tree import Tree, join, name_of, parent_of
+
+BUCKET = "ocifs-unit-tree"
+UID, GID = 4321, 8765
+DIR_CT = objects.DIR_CONTENT_TYPE
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """One in-process mock and client per module (making a client is the slow part)."""
+    mock = mock_aws()
+    mock.start()
+    try:
+        yield mock, make_client("https://s3.amazonaws.com", "us-east-1", Credentials("k", "s"),
+                                True, 1, 5, 5, 10)
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+def client(aws):
+    mock, c = aws
+    mock.reset()  # a fresh, empty mock for every test
+    c.create_bucket(Bucket=BUCKET)
+    return c
+
+
+@pytest.fixture
+def store(client):
+    return Store(client, BUCKET, multipart_threshold=5 * MiB, multipart_size=5 * MiB)
+
+
+@pytest.fixture
+def tree(store):
+    return Tree(store, UID, GID)
+
+
+def put(client, key, body=b"", meta=None, ctype=None):
+    kwargs = {"Bucket": BUCKET, "Key": key, "Body": body, "Metadata": meta or {}}
+    if ctype:
+        kwargs["ContentType"] = ctype
+    client.put_object(**kwargs)
+
+
+def exists(client, key) -> bool:
+    try:
+        client.head_object(Bucket=BUCKET, Key=key)
+        return True
+    except client.exceptions.ClientError:
+        return False
+
+
+def file_attrs(mode=0o644, size=0, mtime_s=1_700_000_000):
+    ns = mtime_s * 1_000_000_000
+    return ObjectAttrs(mode=stat.S_IFREG | mode, size=size, uid=1, gid=2,
+                       mtime_ns=ns, ctime_ns=ns, atime_ns=ns)
+
+
+def run(fn, *args):
+    return trio.run(fn, *args)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def test_path_helpers():
+    assert join("", "a") == "a"
+    assert join("a/b", "c") == "a/b/c"
+    assert parent_of("a/b/c") == "a/b"
+    assert parent_of("a") == ""
+    assert name_of("a/b/c") == "c"
+
+
+# -- stat ------------------------------------------------------------------------------------
+
+def test_stat_file_with_metadata(client, tree):
+    put(client, "docs/readme.txt", b"hello", {"mode": "33261", "uid": "10", "gid": "20",
+                                            "mtime": "1700000000.5"}, "text/plain")
+    a = run(tree.stat, "docs/readme.txt")
+    assert a is not None and not a.is_dir
+    assert a.mode == stat.S_IFREG | 0o755
+    assert a.size == 5
+    assert (a.uid, a.gid) == (10, 20)
+    assert a.mtime_ns == 1_700_000_000_500_000_000
+    assert a.content_type == "text/plain"
+
+
+def test_stat_file_without_metadata_uses_defaults(client, tree):
+    put(client, "plain", b"xyz")
+    a = run(tree.stat, "plain")
+    assert a.mode == objects.DEFAULT_FILE_MODE
+    assert (a.uid, a.gid) == (UID, GID)
+    assert a.size == 3
+
+
+def test_stat_explicit_dir(client, tree):
+    put(client, "d/", meta={"mode": str(stat.S_IFDIR | 0o711), "uid": "3"}, ctype=DIR_CT)
+    a = run(tree.stat, "d")
+    assert a.is_dir and a.has_marker
+    assert a.mode == stat.S_IFDIR | 0o711
+    assert a.uid == 3 and a.gid == GID
+
+
+def test_stat_explicit_dir_s3fs_190_marker(client, tree):
+    put(client, "old/", meta={"mode": "493"}, ctype=DIR_CT)
+    a = run(tree.stat, "old")
+    assert a.is_dir and a.mode == stat.S_IFDIR | 0o755
+
+
+def test_stat_implicit_dir(client, tree):
+    put(client, "imp/deeper/file", b"1")
+    a = run(tree.stat, "imp")
+    assert a.is_dir
+    assert not a.has_marker
+    assert a.mode == objects.DEFAULT_DIR_MODE
+    assert (a.uid, a.gid) == (UID, GID)
+    b = run(tree.stat, "imp/deeper")
+    assert b.is_dir and not b.has_marker
+
+
+def test_stat_prefix_of_a_name_is_not_a_dir(client, tree):
+    put(client, "abc", b"1")
+    put(client, "abcdef/x", b"1")
+    assert run(tree.stat, "ab") is None
+    assert run(tree.stat, "abcd") is None
+
+
+def test_stat_missing(tree):
+    assert run(tree.stat, "nothing/here") is None
+
+
+def test_negative_cache_until_invalidate(client, tree):
+    assert run(tree.stat, "late") is None
+    put(client, "late", b"now")
+    assert run(tree.stat, "late") is None  # the cached miss hides it
+    tree.invalidate("late")
+    a = run(tree.stat, "late")
+    assert a is not None and a.size == 3
+
+
+def test_positive_cache_until_invalidate(client, tree):
+    put(client, "f", b"1", {"mode": "33188"})
+    assert run(tree.stat, "f").mode == stat.S_IFREG | 0o644
+    put(client, "f", b"22", {"mode": "33216"})
+    assert run(tree.stat, "f").size == 1
+    tree.invalidate("f")
+    a = run(tree.stat, "f")
+    assert a.size == 2 and a.mode == stat.S_IFREG | 0o700
+
+
+def test_invalidate_subtree(client, tree):
+    for p in ("t/a", "t/b/c", "tt"):
+        assert run(tree.stat, p) is None
+    put(client, "t/a", b"1")
+    put(client, "t/b/c", b"1")
+    put(client, "tt", b"1")
+    tree.invalidate("t", subtree=True)
+    assert run(tree.stat, "t/a") is not None
+    assert run(tree.stat, "t/b/c") is not None
+    assert run(tree.stat, "tt") is None  # not below "t/": still cached
+
+
+def test_no_cache_when_expire_zero(client, store):
+    tree = Tree(store, UID, GID, stat_cache_expire=0)
+    assert run(tree.stat, "late") is None
+    put(client, "late", b"now")
+    assert run(tree.stat, "late") is not None
+
+
+def test_cache_size_bounded(client, store):
+    tree = Tree(store, UID, GID, max_stat_cache_size=2)
+    for name in ("a", "b", "c", "d"):
+        run(tree.stat, name)
+    assert len(tree.stat_cache) <= 2
+
+
+def test_stat_pending_file(tree, client):
+    attrs = file_attrs(size=0)
+    tree.pending["new.txt"] = attrs
+    assert run(tree.stat, "new.txt") is attrs
+    assert not exists(client, "new.txt")
+
+
+def test_stat_with_store_prefix(client):
+    put(client, "base/f", b"12", {"mode": "33188"})
+    put(client, "base/d/", ctype=DIR_CT)
+    put(client, "f", b"outside")
+    tree = Tree(Store(client, BUCKET, prefix="base"), UID, GID)
+    assert run(tree.stat, "f").size == 2
+    assert run(tree.stat, "d").is_dir
+    names = [n for n, _ in run(tree.listdir, "")]
+    assert names == ["d", "f"]
+
+
+# -- listdir ---------------------------------------------------------------------------------
+
+def test_listdir(client, tree):
+    put(client, "top/", meta={"mode": str(stat.S_IFDIR | 0o755)}, ctype=DIR_CT)
+    put(client, "top/zeta.txt", b"zz", {"mode": "33188", "uid": "5"})
+    put(client, "top/alpha", b"a")
+    put(client, "top/marked/", meta={"mode": str(stat.S_IFDIR | 0o700)}, ctype=DIR_CT)
+    put(client, "top/implicit/child", b"c")
+    put(client, "top/marked/inner", b"i")
+    put(client, "topper", b"not in top")
+
+    entries = run(tree.listdir, "top")
+    names = [n for n, _ in entries]
+    assert names == ["alpha", "implicit", "marked", "zeta.txt"]
+    assert "" not in names
+    got = dict(entries)
+    assert got["zeta.txt"].mode == stat.S_IFREG | 0o644 and got["zeta.txt"].uid == 5
+    assert got["zeta.txt"].size == 2
+    assert got["alpha"].mode == objects.DEFAULT_FILE_MODE and got["alpha"].uid == UID
+    assert got["marked"].mode == stat.S_IFDIR | 0o700 and got["marked"].has_marker
+    assert got["implicit"].is_dir and not got["implicit"].has_marker
+    # listing fills the attribute cache
+    assert tree.stat_cache.get("top/zeta.txt") is got["zeta.txt"]
+
+
+def test_listdir_root(client, tree):
+    put(client, "b", b"1")
+    put(client, "a/", ctype=DIR_CT)
+    put(client, "c/d", b"1")
+    assert [n for n, _ in run(tree.listdir, "")] == ["a", "b", "c"]
+
+
+def test_listdir_empty_marker_dir(client, tree):
+    put(client, "empty/", ctype=DIR_CT)
+    assert run(tree.listdir, "empty") == []
+
+
+def test_listdir_includes_pending(client, tree):
+    put(client, "p/existing", b"1")
+    attrs = file_attrs()
+    tree.pending["p/new"] = attrs
+    tree.pending["p/sub/deeper"] = file_attrs()
+    tree.pending["other"] = file_attrs()
+    entries = dict(run(tree.listdir, "p"))
+    assert sorted(entries) == ["existing", "new"]
+    assert entries["new"] is attrs
+
+
+def test_listdir_pending_overrides_stored(client, tree):
+    put(client, "q/f", b"old", {"mode": "33188"})
+    attrs = file_attrs(mode=0o600, size=99)
+    tree.pending["q/f"] = attrs
+    assert dict(run(tree.listdir, "q"))["f"] is attrs
+
+
+def test_listdir_many_entries(client, tree):
+    for i in range(30):
+        put(client, f"many/f{i:02d}", b"x" * i)
+    entries = run(tree.listdir, "many")
+    assert [n for n, _ in entries] == [f"f{i:02d}" for i in range(30)]
+    assert [a.size for _, a in entries] == list(range(30))
+
+
+# -- is_empty_dir ----------------------------------------------------------------------------
+
+def test_is_empty_dir(client, tree):
+    put(client, "e/", ctype=DIR_CT)
+    put(client, "full/", ctype=DIR_CT)
+    put(client, "full/x", b"1")
+    put(client, "nested/", ctype=DIR_CT)
+    put(client, "nested/sub/", ctype=DIR_CT)
+    put(client, "imp/a/b", b"1")
+    assert run(tree.is_empty_dir, "e") is True
+    assert run(tree.is_empty_dir, "full") is False
+    assert run(tree.is_empty_dir, "nested") is False
+    assert run(tree.is_empty_dir, "imp") is False
+    tree.pending["e/new"] = file_attrs()
+    assert run(tree.is_empty_dir, "e") is False
+
+
+# -- changes ---------------------------------------------------------------------------------
+
+def test_rename_file(client, tree):
+    put(client, "src.txt", b"content", {"mode": "33188", "keep": "me"}, "text/plain")
+    attrs = run(tree.stat, "src.txt")
+    assert run(tree.stat, "dir/dst.txt") is None  # cached miss must not survive the rename
+    run(tree.rename, "src.txt", "dir/dst.txt", attrs)
+    assert not exists(client, "src.txt")
+    head = client.head_object(Bucket=BUCKET, Key="dir/dst.txt")
+    assert head["Metadata"]["mode"] == "33188"
+    assert head["Metadata"]["keep"] == "me"
+    assert head["ContentType"] == "text/plain"
+    assert client.get_object(Bucket=BUCKET, Key="dir/dst.txt")["Body"].read() == b"content"
+    assert run(tree.stat, "src.txt") is None
+    assert run(tree.stat, "dir/dst.txt").size == 7
+
+
+def test_rename_file_over_file(client, tree):
+    put(client, "a", b"new")
+    put(client, "b", b"old-old")
+    run(tree.rename, "a", "b", run(tree.stat, "a"))
+    assert not exists(client, "a")
+    assert client.get_object(Bucket=BUCKET, Key="b")["Body"].read() == b"new"
+
+
+def test_rename_file_over_dir_refused(client, tree):
+    put(client, "f", b"1")
+    put(client, "d/", ctype=DIR_CT)
+    with pytest.raises(StoreError) as info:
+        run(tree.rename, "f", "d", run(tree.stat, "f"))
+    assert info.value.errno == errno.EISDIR
+    assert exists(client, "f")
+
+
+def test_rename_dir_over_file_refused(client, tree):
+    put(client, "d/", ctype=DIR_CT)
+    put(client, "f", b"1")
+    with pytest.raises(StoreError) as info:
+        run(tree.rename, "d", "f", run(tree.stat, "d"))
+    assert info.value.errno == errno.ENOTDIR
+
+
+def test_rename_dir_over_nonempty_dir_refused(client, tree):
+    put(client, "a/", ctype=DIR_CT)
+    put(client, "b/", ctype=DIR_CT)
+    put(client, "b/x", b"1")
+    with pytest.raises(StoreError) as info:
+        run(tree.rename, "a", "b", run(tree.stat, "a"))
+    assert info.value.errno == errno.ENOTEMPTY
+    assert exists(client, "a/") and exists(client, "b/x")
+
+
+def test_rename_dir_tree(client, tree):
+    put(client, "old/", meta={"mode": str(stat.S_IFDIR | 0o700)}, ctype=DIR_CT)
+    put(client, "old/f", b"f", {"mode": "33261", "x": "y"}, "text/x-script")
+    put(client, "old/sub/", ctype=DIR_CT)
+    put(client, "old/sub/g", b"gg")
+    put(client, "old/implicit/h", b"hhh")
+    put(client, "older", b"sibling with the same prefix")
+    attrs = run(tree.stat, "old")
+    run(tree.stat, "old/f")  # cached under the old name
+    run(tree.rename, "old", "new/place", attrs)
+
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["new/place/", "new/place/f", "new/place/implicit/h", "new/place/sub/",
+                    "new/place/sub/g", "older"]
+    head = client.head_object(Bucket=BUCKET, Key="new/place/f")
+    assert head["Metadata"] == {"mode": "33261", "x": "y"}
+    assert head["ContentType"] == "text/x-script"
+    marker = client.head_object(Bucket=BUCKET, Key="new/place/")
+    assert marker["Metadata"]["mode"] == str(stat.S_IFDIR | 0o700)
+    assert client.get_object(Bucket=BUCKET, Key="new/place/implicit/h")["Body"].read() == b"hhh"
+
+    assert run(tree.stat, "old") is None
+    assert run(tree.stat, "old/f") is None
+    assert run(tree.stat, "new/place").is_dir
+    assert run(tree.stat, "new/place/f").mode == stat.S_IFREG | 0o755
+    assert [n for n, _ in run(tree.listdir, "new/place")] == ["f", "implicit", "sub"]
+
+
+def test_rename_implicit_dir(client, tree):
+    put(client, "imp/a", b"1")
+    put(client, "imp/b/c", b"2")
+    run(tree.rename, "imp", "moved", run(tree.stat, "imp"))
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["moved/a", "moved/b/c"]
+
+
+def test_rename_dir_over_empty_dir(client, tree):
+    put(client, "a/", meta={"mode": str(stat.S_IFDIR | 0o701)}, ctype=DIR_CT)
+    put(client, "a/f", b"1")
+    put(client, "b/", meta={"mode": str(stat.S_IFDIR | 0o777)}, ctype=DIR_CT)
+    run(tree.rename, "a", "b", run(tree.stat, "a"))
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["b/", "b/f"]
+    assert client.head_object(Bucket=BUCKET, Key="b/")["Metadata"]["mode"] == str(stat.S_IFDIR | 0o701)
+
+
+def test_rename_dir_moves_pending_children(client, tree):
+    put(client, "pd/", ctype=DIR_CT)
+    attrs = file_attrs()
+    tree.pending["pd/new"] = attrs
+    run(tree.rename, "pd", "qd", run(tree.stat, "pd"))
+    assert "pd/new" not in tree.pending
+    assert tree.pending["qd/new"] is attrs
+
+
+def test_rename_pending_file(client, tree):
+    attrs = file_attrs()
+    tree.pending["p1"] = attrs
+    run(tree.rename, "p1", "p2", attrs)
+    assert "p1" not in tree.pending and tree.pending["p2"] is attrs
+    assert not exists(client, "p1") and not exists(client, "p2")
+
+
+def test_rename_pending_file_over_stored_file(client, tree):
+    # The replaced object must go: otherwise, if the new file is removed before its upload,
+    # the old contents of the target come back.
+    put(client, "target", b"old contents")
+    attrs = file_attrs()
+    tree.pending["fresh"] = attrs
+    run(tree.rename, "fresh", "target", attrs)
+    assert tree.pending["target"] is attrs
+    assert not exists(client, "target")
+
+
+def test_mkdir_and_remove_dir(client, tree):
+    attrs = ObjectAttrs(mode=stat.S_IFDIR | 0o755, uid=1, gid=2)
+    run(tree.mkdir, "nd", attrs)
+    head = client.head_object(Bucket=BUCKET, Key="nd/")
+    assert head["ContentType"] == DIR_CT
+    assert head["Metadata"]["mode"] == str(stat.S_IFDIR | 0o755)
+    put(client, "nd/x", b"1")
+    with pytest.raises(StoreError) as info:
+        run(tree.remove_dir, "nd", attrs)
+    assert info.value.errno == errno.ENOTEMPTY
+    client.delete_object(Bucket=BUCKET, Key="nd/x")
+    run(tree.remove_dir, "nd", attrs)
+    assert not exists(client, "nd/")
+    assert run(tree.stat, "nd") is None
+
+
+def test_put_attrs_file_and_implicit_dir(client, tree):
+    put(client, "f.txt", b"data", {"mode": "33188", "extra": "kept"}, "text/plain")
+    attrs = run(tree.stat, "f.txt")
+    attrs.mode = stat.S_IFREG | 0o600
+    run(tree.put_attrs, "f.txt", attrs)
+    head = client.head_object(Bucket=BUCKET, Key="f.txt")
+    assert head["Metadata"]["mode"] == str(stat.S_IFREG | 0o600)
+    assert head["Metadata"]["extra"] == "kept"
+    assert head["ContentType"] == "text/plain"
+    assert client.get_object(Bucket=BUCKET, Key="f.txt")["Body"].read() == b"data"
+
+    put(client, "imp/child", b"1")
+    d = run(tree.stat, "imp")
+    assert not d.has_marker
+    d.mode = stat.S_IFDIR | 0o700
+    run(tree.put_attrs, "imp", d)
+    assert d.has_marker
+    assert client.head_object(Bucket=BUCKET, Key="imp/")["Metadata"]["mode"] == str(stat.S_IFDIR | 0o700)
+
+
+def test_symlink_and_readlink(client, tree):
+    attrs = ObjectAttrs(mode=objects.SYMLINK_MODE, uid=1, gid=1)
+    run(tree.symlink, "ln", "../target/ü", attrs)
+    assert attrs.size == len("../target/ü".encode())
+    assert run(tree.readlink, "ln") == "../target/ü"
+    tree.invalidate("ln")
+    assert run(tree.stat, "ln").is_symlink
+
+
+def test_remove_file(client, tree):
+    put(client, "gone", b"1")
+    run(tree.stat, "gone")
+    run(tree.remove_file, "gone")
+    assert not exists(client, "gone")
+    assert run(tree.stat, "gone") is None
+    tree.pending["pend"] = file_attrs()
+    run(tree.remove_file, "pend")
+    assert "pend" not in tree.pending
