@@ -31,12 +31,21 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
 
 
+def first_leaf(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in a (nested) group raised by a trio nursery."""
+    first = group.exceptions[0]
+    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def fuse_errors(method: F) -> F:
     """Turn store failures into the errno the caller sees; log them once, without a traceback."""
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return await method(*args, **kwargs)
+            try:
+                return await method(*args, **kwargs)
+            except BaseExceptionGroup as group:  # concurrent requests: report the first failure
+                raise first_leaf(group) from None
         except StoreError as exc:
             level = logging.DEBUG if exc.errno in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST) else logging.WARNING
             log.log(level, "%s: %s", method.__name__, exc)

@@ -240,21 +240,33 @@ class Tree:
 
     async def _rename_dir(self, old: str, new: str, attrs: ObjectAttrs,
                           target: ObjectAttrs | None) -> None:
+        """Markers are written afresh (parents first; some stores cannot copy a ``dir/`` key),
+        files copied server-side, then files deleted and markers deleted deepest first."""
         src_prefix, dst_prefix = self._dir_prefix(old), self._dir_prefix(new)
         keys = [obj["Key"] for obj in await self.store.list_recursive(src_prefix)]
-        if target is not None and target.has_marker and dst_prefix not in keys:
+        markers = sorted((k for k in keys if k.endswith("/")), key=len)
+        files = [k for k in keys if not k.endswith("/")]
+        if target is not None and target.has_marker and dst_prefix not in markers:
             await self.store.delete(dst_prefix)
+
+        for marker in markers:
+            head = await self.store.head(marker)
+            meta = (head or {}).get("Metadata") or objects.metadata_for(attrs)
+            await self.store.put_bytes(dst_prefix + marker[len(src_prefix):], b"", meta,
+                                       objects.DIR_CONTENT_TYPE)
 
         async def move(key: str) -> None:
             head = await self.store.head(key)
             if head is None:
                 return
-            dst = dst_prefix + key[len(src_prefix):]
-            await self.store.copy(key, dst, head.get("Metadata") or {},
+            await self.store.copy(key, dst_prefix + key[len(src_prefix):],
+                                  head.get("Metadata") or {},
                                   head.get("ContentType") or objects.DEFAULT_CONTENT_TYPE)
 
-        await self._for_each(move, keys)
-        await self._for_each(self.store.delete, keys)
+        await self._for_each(move, files)
+        await self._for_each(self.store.delete, files)
+        for marker in reversed(markers):
+            await self.store.delete(marker)
         for pending_path in [p for p in self.pending if p.startswith(old + "/")]:
             self.pending[new + pending_path[len(old):]] = self.pending.pop(pending_path)
 
