@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 from .mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmount,
-                    is_mounted, parse_bucket, prepare, run_mount)
+                    is_mounted, parse_bucket, prepare, run_mount, wait_for_exit)
 from .options import OptionError, options_help, parse_options
 
 COMMANDS = ("mount", "umount", "unmount", "demo")
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     umount = commands.add_parser("umount", aliases=["unmount"], help="unmount (after uploads finish)")
     umount.add_argument("mountpoint")
     umount.add_argument("-z", dest="lazy", action="store_true", help="lazy unmount")
+    umount.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds to wait for the ocifs process to finish and exit (default 600)")
     demo = commands.add_parser(
         "demo", help="start a local S3 server (SeaweedFS) and mount a bucket of it, in the foreground")
     demo.add_argument("mountpoint", nargs="?", default="./ocifs-demo/mnt",
@@ -80,12 +82,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    path = os.path.abspath(args.mountpoint)
+    path = os.path.realpath(args.mountpoint)
     if not is_mounted(path):
         return _fail(f"{path} is not mounted")
     result = fusermount_unmount(path, lazy=args.lazy)
     if result.returncode != 0:
-        return _fail(f"cannot unmount {path}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'fusermount3 failed'}")
+        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "fusermount3 failed"
+        return _fail(f"cannot unmount {path}: {detail}")
+    if not wait_for_exit(path, timeout=args.timeout):
+        return _fail(f"{path} is unmounted but its ocifs process is still running after {args.timeout:g} s")
     return 0
 
 

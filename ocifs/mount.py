@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import pyfuse3
@@ -78,7 +80,7 @@ def fusermount_unmount(path: str, lazy: bool = False) -> subprocess.CompletedPro
 
 
 def check_mountpoint(path: str) -> str:
-    """An absolute path to an existing, unmounted directory; a stale FUSE mount is cleared."""
+    """The resolved path of an existing, unmounted directory; a stale FUSE mount is cleared."""
     path = os.path.abspath(path)
     if is_stale_mount(path):
         print(f"ocifs: clearing stale mount at {path} (Transport endpoint is not connected)",
@@ -94,7 +96,7 @@ def check_mountpoint(path: str) -> str:
         raise MountError(f"mountpoint {path} is not a directory")
     if is_mounted(path):
         raise MountError(f"mountpoint {path} is already mounted")
-    return path
+    return os.path.realpath(path)
 
 
 def build_store(spec: MountSpec) -> Store:
@@ -236,7 +238,42 @@ def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> in
         raise
     if notify:
         notify("ok")
-    return mount.run()
+    pidfile = pidfile_path(spec.mountpoint)
+    try:
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        log.warning("cannot write %s: %s", pidfile, exc.strerror)
+    try:
+        return mount.run()
+    finally:
+        pidfile.unlink(missing_ok=True)
+
+
+def pidfile_path(mountpoint: str) -> Path:
+    """Where the serving process of ``mountpoint`` records its pid (``ocifs umount`` waits on it)."""
+    runtime = Path("/run") if os.geteuid() == 0 else Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    # No realpath here: resolving the path would stat the mountpoint we may be serving.
+    digest = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
+    return runtime / "ocifs" / f"{digest}.pid"
+
+
+def wait_for_exit(mountpoint: str, timeout: float) -> bool:
+    """Wait until the process that served ``mountpoint`` has finished its uploads and exited."""
+    try:
+        pid = int(pidfile_path(mountpoint).read_text())
+    except (OSError, ValueError):
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as proc_stat:
+                if proc_stat.read().rpartition(")")[2].split()[0] == "Z":
+                    return True  # exited, not yet reaped by its parent
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def daemonize_and_mount(spec: MountSpec) -> int:
