@@ -21,6 +21,7 @@ import pyfuse3
 
 from .inodes import ROOT_INODE, InodeTable
 from .objects import SYMLINK_MODE, ObjectAttrs
+from .oci import has_control_characters
 from .openfiles import OpenFiles
 from .store import StoreError
 from .tree import Tree, join
@@ -137,6 +138,14 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         return path
 
+    def _new_child(self, parent_inode: int, name: bytes) -> str:
+        """A path about to be created: refused now if the store would refuse its key later."""
+        path = self._child(parent_inode, name)
+        if has_control_characters(path):
+            log.warning("refusing to create %r: object names cannot hold control characters", path)
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return path
+
     async def _attrs(self, path: str, inode: int | None = None) -> ObjectAttrs | None:
         """Current attributes: the open file's if it is open, else the tree's."""
         if path == "":
@@ -237,7 +246,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        path = self._child(parent_inode, name)
+        path = self._new_child(parent_inode, name)
         await self._ensure_absent(path)
         attrs = self._new_attrs(stat.S_IFDIR | stat.S_IMODE(mode), ctx)
         await self.tree.mkdir(path, attrs)
@@ -265,7 +274,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        path = self._child(parent_inode, name)
+        path = self._new_child(parent_inode, name)
         await self._ensure_absent(path)
         attrs = self._new_attrs(SYMLINK_MODE, ctx)
         await self.tree.symlink(path, os.fsdecode(target), attrs)
@@ -281,7 +290,7 @@ class Operations(pyfuse3.Operations):
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)
         old = self._child(parent_inode_old, name_old)
-        new = self._child(parent_inode_new, name_new)
+        new = self._new_child(parent_inode_new, name_new)
         attrs = await self._existing(old)
         if flags & pyfuse3.RENAME_NOREPLACE and await self._attrs(new) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
@@ -356,7 +365,7 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        path = self._child(parent_inode, name)
+        path = self._new_child(parent_inode, name)
         existing = await self._attrs(path)
         if existing is not None and existing.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)

@@ -29,7 +29,7 @@ from . import objects
 from .credentials import Credentials, find_credentials
 from .fs import AttrView, Operations
 from .logs import reopen_logs, setup_logging
-from .options import MountOptions
+from .options import NO_EFFECT, MountOptions
 from .store import MiB, Store, make_client
 from .tree import Tree
 
@@ -228,7 +228,9 @@ def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> in
     opts = spec.options
     setup_logging(opts.log_level, opts.logfile, spec.foreground)
     for name in opts.ignored:
-        log.warning("option %s has no effect in ocifs", name)
+        log.warning("option %s has no effect in ocifs: %s", name, NO_EFFECT[name])
+    for notice in opts.notices:
+        log.info("%s", notice)
     try:
         mount = Mount(spec)
         mount.start()

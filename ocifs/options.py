@@ -11,6 +11,8 @@ import dataclasses
 import logging
 from typing import Any, Iterable
 
+from . import oci
+
 log = logging.getLogger(__name__)
 
 DBG_LEVELS = {"crit": logging.CRITICAL, "critical": logging.CRITICAL, "err": logging.ERROR,
@@ -51,6 +53,10 @@ class MountOptions:
         "endpoint URL of the S3 service (http:// or https://)"))
     endpoint: str = dataclasses.field(default="us-east-1", metadata=_opt(
         "region used to sign requests (SigV4); alias: region"))
+    oci_namespace: str | None = dataclasses.field(default=None, metadata=_opt(
+        "OCI Object Storage namespace; with oci_region sets url, path style and region"))
+    oci_region: str | None = dataclasses.field(default=None, metadata=_opt(
+        "OCI region, e.g. eu-frankfurt-1; with oci_namespace"))
     use_path_request_style: bool = dataclasses.field(default=False, metadata=_opt(
         "path-style requests (http://host/bucket/key), needed by OCI and most S3 clones", "flag"))
     passwd_file: str | None = dataclasses.field(default=None, metadata=_opt(
@@ -98,6 +104,7 @@ class MountOptions:
     subtype: str = dataclasses.field(default="ocifs", metadata=_opt(
         "filesystem subtype shown in /proc/mounts as fuse.SUBTYPE"))
     ignored: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
+    notices: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
 
     @property
     def log_level(self) -> int:
@@ -173,8 +180,27 @@ def parse_options(option_strings: Iterable[str]) -> MountOptions:
             values[name] = _convert(field, value)
     options = MountOptions(**values)
     options.ignored = ignored
+    _apply_oci(options, region_given="endpoint" in values)
     _validate(options)
     return options
+
+
+def _apply_oci(options: MountOptions, region_given: bool) -> None:
+    """OCI's S3 Compatibility API: path-style requests signed with the OCI region."""
+    if (options.oci_namespace is None) != (options.oci_region is None):
+        raise OptionError("options oci_namespace and oci_region go together")
+    if options.oci_namespace and options.oci_region:
+        options.url = oci.compat_url(options.oci_namespace, options.oci_region)
+        options.endpoint = options.oci_region
+        options.use_path_request_style = True
+        return
+    region = oci.region_of(options.url)
+    if region:
+        options.use_path_request_style = True
+        if not region_given:
+            options.endpoint = region
+        options.notices.append(
+            f"OCI Object Storage endpoint: path-style requests, signing region {options.endpoint}")
 
 
 def _validate(options: MountOptions) -> None:

@@ -114,7 +114,33 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
         aws_secret_access_key=credentials.secret_key,
         aws_session_token=credentials.session_token,
     )
-    return session.client("s3", endpoint_url=url, config=config)
+    client = session.client("s3", endpoint_url=url, config=config)
+    client.meta.events.register("needs-retry.s3", ConflictRetry(retries))
+    return client
+
+
+class ConflictRetry:
+    """Retry HTTP 409 answers with backoff, on top of botocore's standard mode.
+
+    OCI answers 409 (e.g. to concurrent multipart completions or writes to the same object)
+    where the request succeeds when repeated; botocore's standard mode does not retry 409.
+    Registered on the ``needs-retry`` event, it returns a delay only for 409s, so every other
+    decision stays botocore's.
+    """
+
+    def __init__(self, retries: int, base_delay: float = 0.2) -> None:
+        self.retries = retries
+        self.base_delay = base_delay
+
+    def __call__(self, response: Any = None, attempts: int = 1, **kwargs: Any) -> float | None:
+        if response is None or attempts > self.retries:
+            return None
+        http_response = response[0]
+        if getattr(http_response, "status_code", None) != 409:
+            return None
+        delay = min(self.base_delay * 2 ** (attempts - 1), 10.0)
+        log.info("409 Conflict from the store, retrying in %.1f s (attempt %d)", delay, attempts)
+        return delay
 
 
 class Store:

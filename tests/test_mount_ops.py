@@ -278,3 +278,27 @@ def test_two_handles_see_each_others_writes(mounted):
         writer.write("seen")
         writer.flush()
         assert reader.read() == "seen"
+
+
+@pytest.mark.parametrize("name", ["bad\nname", "cr\rname"])
+def test_names_the_store_would_refuse_fail_at_create(mounted, name):
+    """OCI refuses control characters in object names: say so at create, not at upload."""
+    for make in (lambda p: open(p, "w").close(), os.mkdir, lambda p: os.symlink("t", p)):
+        with pytest.raises(OSError) as info:
+            make(mounted.mountpoint / name)
+        assert info.value.errno == errno.EINVAL
+    (mounted.mountpoint / "okname").write_text("x")
+    with pytest.raises(OSError) as info:
+        os.rename(mounted.mountpoint / "okname", mounted.mountpoint / name)
+    assert info.value.errno == errno.EINVAL
+    assert (mounted.mountpoint / "okname").read_text() == "x"
+
+
+def test_keys_longer_than_1024_bytes_are_refused(mounted):
+    deep = mounted.mountpoint
+    for i in range(5):
+        deep = deep / (f"{i}" * 200)
+    deep.mkdir(parents=True)  # 1,004 bytes of key: allowed
+    with pytest.raises(OSError) as info:
+        (deep / ("x" * 30)).mkdir()
+    assert info.value.errno == errno.ENAMETOOLONG
