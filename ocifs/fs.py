@@ -122,6 +122,8 @@ class Operations(pyfuse3.Operations):
         self.inodes = InodeTable()
         self.files = OpenFiles(tree, self.inodes)
         self._dirs: dict[int, DirHandle] = {}
+        # inode -> ETag of the object version whose pages the kernel may hold (None: unknown).
+        self._cached_etags: dict[int, str | None] = {}
         self._next_dir_fh = 1
 
     # -- helpers --------------------------------------------------------------------------
@@ -190,6 +192,8 @@ class Operations(pyfuse3.Operations):
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:
             self.inodes.forget(inode, count)
+            if inode not in self.inodes:
+                self._cached_etags.pop(inode, None)
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -374,7 +378,8 @@ class Operations(pyfuse3.Operations):
         attrs = self._new_attrs(stat.S_IFREG | stat.S_IMODE(mode), ctx)
         inode = self.inodes.lookup(path)
         fh = await self.files.new_file(inode, attrs)
-        return pyfuse3.FileInfo(fh=fh), self.view.entry(inode, self.files.attrs_of(inode) or attrs)
+        self._cached_etags.pop(inode, None)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self.view.entry(inode, self.files.attrs_of(inode) or attrs)
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
@@ -385,7 +390,12 @@ class Operations(pyfuse3.Operations):
         fh = self.files.open(inode, attrs)
         if flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR):
             await self.files.truncate(self.files.handle(fh).file, 0)
-        return pyfuse3.FileInfo(fh=fh)
+        # The kernel may keep this file's cached pages only if they came from the same object
+        # version: the same size and mtime do not prove the content unchanged (s3fs rewrites).
+        open_file = self.files.handle(fh).file
+        keep = attrs.etag is not None and self._cached_etags.get(inode) == attrs.etag and not open_file.dirty
+        self._cached_etags[inode] = attrs.etag if not open_file.dirty else None
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
