@@ -10,13 +10,39 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import sys
+
+# botocore's loggers that show each HTTP request and response (with headers).
+HTTP_LOGGERS = ("botocore.endpoint", "botocore.parsers", "urllib3.connectionpool")
 
 FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
 
 
-def setup_logging(level: int, logfile: str | None = None, foreground: bool = True) -> logging.Handler:
-    """Configure the ``ocifs`` logger; returns the handler (SIGHUP reopens a log file)."""
+class RedactSecrets(logging.Filter):
+    """Blank request signatures and tokens out of HTTP debug lines (``curldbg``)."""
+
+    _PATTERNS = [
+        # header dicts as botocore prints them: 'Authorization': b'AWS4-HMAC-SHA256 ...'
+        re.compile(r"((?:Authorization|X-Amz-Security-Token)['\"]?\s*[:=]\s*b?['\"])[^'\"]*", re.I),
+        # presigned query strings
+        re.compile(r"((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&\s'\"]+", re.I),
+    ]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for pattern in self._PATTERNS:
+            message = pattern.sub(r"\1<redacted>", message)
+        record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(level: int, logfile: str | None = None, foreground: bool = True,
+                  http_debug: bool = False) -> logging.Handler:
+    """Configure the ``ocifs`` logger; returns the handler (SIGHUP reopens a log file).
+
+    ``http_debug`` (s3fs's ``curldbg``) adds botocore's request/response lines, redacted.
+    """
     handler: logging.Handler
     if logfile:
         handler = logging.handlers.WatchedFileHandler(logfile)
@@ -35,6 +61,16 @@ def setup_logging(level: int, logfile: str | None = None, foreground: bool = Tru
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    for name in HTTP_LOGGERS:
+        http_logger = logging.getLogger(name)
+        for old in list(http_logger.handlers):
+            http_logger.removeHandler(old)
+        if http_debug:
+            http_logger.addHandler(handler)
+            http_logger.setLevel(logging.DEBUG)
+            http_logger.propagate = False
+    if http_debug:
+        handler.addFilter(RedactSecrets())
     return handler
 
 

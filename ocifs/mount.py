@@ -28,12 +28,15 @@ import trio
 from . import objects
 from .credentials import Credentials, find_credentials
 from .fs import AttrView, Operations
+from .openfiles import StagingLimits
 from .logs import reopen_logs, setup_logging
 from .options import NO_EFFECT, MountOptions
 from .store import MiB, Store, make_client
 from .tree import Tree
 
 log = logging.getLogger(__name__)
+
+NO_MULTIPART = 5 * 1024 * MiB  # a single PUT takes up to 5 GiB
 
 
 class MountError(Exception):
@@ -107,8 +110,9 @@ def build_store(spec: MountSpec) -> Store:
                          max_pool=opts.max_thread_count + opts.parallel_count)
     return Store(client, spec.bucket, spec.prefix, max_threads=opts.max_thread_count,
                  multipart_size=opts.multipart_size * MiB,
-                 multipart_threshold=opts.multipart_threshold * MiB,
+                 multipart_threshold=NO_MULTIPART if opts.nomultipart else opts.multipart_threshold * MiB,
                  copy_threshold=opts.singlepart_copy_limit * MiB,
+                 copy_part_size=opts.multipart_copy_size * MiB,
                  parallel_count=opts.parallel_count)
 
 
@@ -164,7 +168,11 @@ class Mount:
                          stat_cache_expire=opts.stat_cache_expire,
                          max_stat_cache_size=opts.max_stat_cache_size)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask)
-        self.operations = Operations(self.tree, view)
+        limits = StagingLimits(
+            directory=opts.use_cache,
+            max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
+            min_free_bytes=opts.ensure_diskfree * MiB)
+        self.operations = Operations(self.tree, view, limits)
         self.stopping = False
         self.unsaved: list[str] = []
 
@@ -226,7 +234,7 @@ class Mount:
 def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> int:
     """Mount ``spec`` and serve it; ``notify("ok")`` once live, ``notify("error: ...")`` if not."""
     opts = spec.options
-    setup_logging(opts.log_level, opts.logfile, spec.foreground)
+    setup_logging(opts.log_level, opts.logfile, spec.foreground, http_debug=opts.curldbg)
     for name in opts.ignored:
         log.warning("option %s has no effect in ocifs: %s", name, NO_EFFECT[name])
     for notice in opts.notices:

@@ -10,6 +10,7 @@ appears under its name half-written (a PUT or a completed multipart upload is at
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import tempfile
@@ -31,13 +32,23 @@ READAHEAD_MIN = 1 * MiB
 READAHEAD_MAX = 16 * MiB
 
 
+@dataclasses.dataclass(frozen=True)
+class StagingLimits:
+    """Where local copies live and how much they may hold (s3fs's ``use_cache``,
+    ``max_dirty_data`` and ``ensure_diskfree``)."""
+
+    directory: str | None = None
+    max_dirty_bytes: int | None = 5120 * MiB
+    min_free_bytes: int = 0
+
+
 @dataclasses.dataclass
 class OpenFile:
     """One inode while at least one handle on it is open.
 
     ``attrs`` is authoritative while the file is open (size grows with writes).  ``staged`` is
     the local copy, created by the first write or truncate; ``dirty`` says it holds changes
-    not yet in the bucket.  ``lock`` serialises staging, writes and uploads, so an upload
+    not yet in the bucket, ``dirty_bytes`` how many bytes were written since the last upload.  ``lock`` serialises staging, writes and uploads, so an upload
     never reads a half-applied write.  ``handles`` counts open handles.
     """
 
@@ -46,6 +57,7 @@ class OpenFile:
     handles: int = 0
     staged: IO[bytes] | None = None
     dirty: bool = False
+    dirty_bytes: int = 0
     lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
 
 
@@ -65,13 +77,13 @@ class OpenFiles:
 
     ``by_inode`` shares one :class:`OpenFile` among every handle of an inode, so that a second
     open sees the first one's writes; ``handles`` maps FUSE file handles to :class:`Handle`.
-    ``staging_dir`` is where local copies live (unlinked temporary files).
+    ``limits`` says where local copies live (unlinked temporary files) and how much they hold.
     """
 
-    def __init__(self, tree: Tree, inodes: InodeTable, staging_dir: str | None = None) -> None:
+    def __init__(self, tree: Tree, inodes: InodeTable, limits: StagingLimits = StagingLimits()) -> None:
         self.tree = tree
         self.inodes = inodes
-        self.staging_dir = staging_dir
+        self.limits = limits
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -119,7 +131,7 @@ class OpenFiles:
     async def _stage(self, file: OpenFile, keep: int) -> IO[bytes]:
         """The local copy of ``file``, holding the first ``keep`` bytes of the object."""
         if file.staged is None:
-            staged = tempfile.TemporaryFile(dir=self.staging_dir, prefix="ocifs-")
+            staged = tempfile.TemporaryFile(dir=self.limits.directory, prefix="ocifs-")
             keep = min(keep, file.attrs.size)
             path = self.inodes.path(file.inode)
             if keep > 0 and path not in self.tree.pending:
@@ -170,12 +182,27 @@ class OpenFiles:
         file = self.handles[fh].file
         async with file.lock:
             staged = await self._stage(file, file.attrs.size)
+            self._check_free_space(staged, len(data))
             written = os.pwrite(staged.fileno(), data, offset)
             file.dirty = True
+            file.dirty_bytes += written
             now = time.time_ns()
             file.attrs.size = max(file.attrs.size, offset + written)
             file.attrs.mtime_ns = file.attrs.ctime_ns = now
+        limit = self.limits.max_dirty_bytes
+        if limit is not None and file.dirty_bytes >= limit:
+            log.info("%s: %d bytes unsaved (max_dirty_data), uploading",
+                     self.inodes.path(file.inode), file.dirty_bytes)
+            await self.upload(file)
         return written
+
+    def _check_free_space(self, staged: IO[bytes], needed: int) -> None:
+        """ENOSPC before the staging disk drops below ``ensure_diskfree``."""
+        if self.limits.min_free_bytes <= 0:
+            return
+        st = os.fstatvfs(staged.fileno())
+        if st.f_bavail * st.f_frsize - needed < self.limits.min_free_bytes:
+            raise StoreError(errno.ENOSPC, "staging disk below ensure_diskfree")
 
     async def truncate(self, file: OpenFile, size: int) -> None:
         async with file.lock:
@@ -204,6 +231,7 @@ class OpenFiles:
                 log.error("upload of %s failed, the data stays staged locally: %s", path, exc)
                 raise
             file.dirty = False
+            file.dirty_bytes = 0
             file.attrs.etag = None
             self.tree.pending.pop(path, None)
             self.tree.remember(path, dataclasses.replace(attrs))

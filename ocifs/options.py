@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any, Iterable
 
 from . import oci
@@ -34,6 +35,10 @@ NO_EFFECT = {
     "enable_noobj_cache": "the negative cache is always on",
     "notsup_compat_dir": "ocifs does not use _$folder$ objects",
     "complement_stat": "ocifs always fills in missing attributes",
+    "nocopyapi": "ocifs always uses server-side copies",
+    "norenameapi": "ocifs always renames with server-side copies",
+    "streamupload": "uploads happen at flush/fsync/close",
+    "use_xattr": "extended attributes are not supported",
 }
 
 
@@ -95,6 +100,18 @@ class MountOptions:
         "files of at least this many MiB are uploaded as multipart", "int"))
     singlepart_copy_limit: int = dataclasses.field(default=512, metadata=_opt(
         "objects larger than this many MiB are copied (rename, chmod) with multipart copy", "int"))
+    multipart_copy_size: int = dataclasses.field(default=512, metadata=_opt(
+        "part size in MiB of multipart copies (5..5120)", "int"))
+    nomultipart: bool = dataclasses.field(default=False, metadata=_opt(
+        "never use multipart uploads (single PUT, objects up to 5 GiB)", "flag"))
+    max_dirty_data: int = dataclasses.field(default=5120, metadata=_opt(
+        "upload a file being written once this many MiB are unsaved (-1: only at flush)", "signed"))
+    use_cache: str | None = dataclasses.field(default=None, metadata=_opt(
+        "directory for the local copies of files being written (default: the system temp dir)"))
+    ensure_diskfree: int = dataclasses.field(default=0, metadata=_opt(
+        "MiB to keep free in the staging directory; writes fail with ENOSPC below it", "int"))
+    curldbg: bool = dataclasses.field(default=False, metadata=_opt(
+        "log every HTTP request and response header (secrets redacted)", "flag"))
     stat_cache_expire: float = dataclasses.field(default=900.0, metadata=_opt(
         "seconds an object's attributes are cached", "float"))
     max_stat_cache_size: int = dataclasses.field(default=100000, metadata=_opt(
@@ -131,9 +148,9 @@ def _convert(field: dataclasses.Field, value: str | None) -> Any:
     if value is None or value == "":
         raise OptionError(f"option {name} needs a value ({name}=...)")
     try:
-        if kind == "int":
-            number = int(value, 0)
-            if number < 0:
+        if kind in ("int", "signed"):
+            number = int(value, 10)
+            if number < (-1 if kind == "signed" else 0):
                 raise ValueError
             return number
         if kind == "octal":
@@ -206,8 +223,11 @@ def _apply_oci(options: MountOptions, region_given: bool) -> None:
 def _validate(options: MountOptions) -> None:
     if not options.url.startswith(("http://", "https://")):
         raise OptionError(f"option url={options.url} must start with http:// or https://")
-    if not 5 <= options.multipart_size <= 5120:
-        raise OptionError("option multipart_size must be between 5 and 5120 (MiB)")
+    for name in ("multipart_size", "multipart_copy_size"):
+        if not 5 <= getattr(options, name) <= 5120:
+            raise OptionError(f"option {name} must be between 5 and 5120 (MiB)")
+    if options.use_cache is not None and not os.path.isdir(options.use_cache):
+        raise OptionError(f"option use_cache={options.use_cache} is not a directory")
     for name in ("parallel_count", "max_thread_count"):
         if getattr(options, name) < 1:
             raise OptionError(f"option {name} must be at least 1")

@@ -153,7 +153,8 @@ class Store:
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
                  multipart_size: int = 10 * MiB, multipart_threshold: int = 25 * MiB,
-                 copy_threshold: int = 512 * MiB, parallel_count: int = 5) -> None:
+                 copy_threshold: int = 512 * MiB, copy_part_size: int = 512 * MiB,
+                 parallel_count: int = 5) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -162,7 +163,7 @@ class Store:
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_size,
             max_concurrency=parallel_count, use_threads=True)
         self.copy_config = TransferConfig(
-            multipart_threshold=copy_threshold, multipart_chunksize=max(multipart_size, 64 * MiB),
+            multipart_threshold=copy_threshold, multipart_chunksize=copy_part_size,
             max_concurrency=parallel_count, use_threads=True)
 
     def key(self, path: str, directory: bool = False) -> str:

@@ -112,3 +112,56 @@ def test_dbglevel_controls_the_log(moto_server, bucket, public_dir):
         (loud.mountpoint / "l.txt").write_text("l")
     assert "uploaded l.txt" in loud.log_text()
     assert moto_server.secret_key not in quiet.log_text() + loud.log_text()
+
+
+def test_curldbg_logs_http_without_secrets(moto_server, bucket, public_dir):
+    mount = OcifsMount(moto_server, bucket, public_dir / "curl", ["curldbg"], passwd_dir=public_dir)
+    with mount:
+        (mount.mountpoint / "c.txt").write_text("c")
+    log = mount.log_text()
+    assert "Sending http request" in log and "Authorization" in log
+    assert moto_server.secret_key not in log
+    assert "AWS4-HMAC-SHA256 Credential" not in log
+
+
+def test_max_dirty_data_uploads_while_still_open(moto_server, bucket, public_dir):
+    client = moto_server.client()
+    with mount_with(moto_server, bucket, public_dir, ["max_dirty_data=1"]) as mount:
+        with open(mount.mountpoint / "dirty.bin", "wb") as f:
+            f.write(b"x" * (1024 * 1024 + 10))
+            f.flush()  # Python's buffer to the kernel; no close, no fsync
+            uploaded = client.head_object(Bucket=bucket, Key="dirty.bin")["ContentLength"]
+            assert 1024 * 1024 <= uploaded <= 1024 * 1024 + 10
+    assert client.head_object(Bucket=bucket, Key="dirty.bin")["ContentLength"] == 1024 * 1024 + 10
+
+
+def test_nomultipart_uploads_in_one_put(moto_server, bucket, public_dir):
+    client = moto_server.client()
+    with mount_with(moto_server, bucket, public_dir, ["nomultipart", "multipart_threshold=5"]) as mount:
+        (mount.mountpoint / "single.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    assert "-" not in client.head_object(Bucket=bucket, Key="single.bin")["ETag"]
+    with mount_with(moto_server, bucket, public_dir, ["multipart_threshold=5", "multipart_size=5"]) as mount:
+        (mount.mountpoint / "multi.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    assert client.head_object(Bucket=bucket, Key="multi.bin")["ETag"].endswith('-2"')
+
+
+def test_use_cache_and_ensure_diskfree(moto_server, bucket, public_dir):
+    cache = public_dir / "cache"
+    cache.mkdir()
+    options = [f"use_cache={cache}"]
+    with mount_with(moto_server, bucket, public_dir, options) as mount:
+        from ocifs.mount import pidfile_path
+        pid = int(pidfile_path(str(mount.mountpoint)).read_text())
+        with open(mount.mountpoint / "staged.bin", "wb") as f:
+            f.write(b"s")
+            f.flush()
+            staged = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            assert any(target.startswith(str(cache)) for target in staged), staged
+    free_mib = shutil.disk_usage(cache).free // (1024 * 1024)
+    with mount_with(moto_server, bucket, public_dir, options + [f"ensure_diskfree={free_mib + 1024}"]) as mount:
+        with pytest.raises(OSError) as info:
+            with open(mount.mountpoint / "nospace.bin", "wb") as f:
+                f.write(b"n")
+        assert info.value.errno == 28  # ENOSPC
+    stored = moto_server.client().get_object(Bucket=bucket, Key="nospace.bin")["Body"].read()
+    assert stored == b""  # the file was created; the refused write left nothing in it
