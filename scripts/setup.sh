@@ -30,3 +30,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e ".[${extras}]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 .venv/bin/python -c "import pyfuse3, ocifs" || { echo "setup: the ocifs package did not install" >&2; exit 1; }
+
+# mount(8) and mount.fuse3 run helpers with a fixed PATH: put `ocifs` on it so that fstab lines
+# (`ocifs#bucket /mnt fuse ...` or `bucket /mnt fuse.ocifs ...`) work.
+if [ "$(id -u)" -eq 0 ] && [ "${OCIFS_NO_SYSTEM_LINK:-}" != 1 ]; then
+    ln -sf "$PWD/.venv/bin/ocifs" /usr/local/bin/ocifs
+fi
