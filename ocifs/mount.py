@@ -239,6 +239,8 @@ def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> in
         log.warning("option %s has no effect in ocifs: %s", name, NO_EFFECT[name])
     for notice in opts.notices:
         log.info("%s", notice)
+    if spec.credentials is not None:
+        log.info("credentials from %s", spec.credentials.source)
     try:
         mount = Mount(spec)
         mount.start()

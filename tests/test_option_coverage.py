@@ -1,0 +1,158 @@
+"""Each option in README's table does what it says: a test here fails if the option is ignored.
+
+Options whose effect is on the boto3 client are checked on the store ``ocifs`` builds from them;
+options with a visible effect are checked on a real mount.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mounting import OcifsMount, unique_bucket
+from ocifs.credentials import Credentials
+from ocifs.mount import MountSpec, build_store
+from ocifs.options import parse_options
+from ocifs.store import MiB
+
+
+def store_for(option_string: str):
+    spec = MountSpec("bucket", "", "/mnt", parse_options([option_string]),
+                     credentials=Credentials("key", "secret"))
+    return build_store(spec)
+
+
+def test_client_options_reach_the_store():
+    store = store_for("url=http://127.0.0.1:9,endpoint=eu-frankfurt-1,use_path_request_style,"
+                      "retries=7,connect_timeout=11,readwrite_timeout=13,max_thread_count=3,"
+                      "parallel_count=4,multipart_size=6,multipart_threshold=30,"
+                      "singlepart_copy_limit=100,multipart_copy_size=50")
+    config = store.client.meta.config
+    assert store.client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert store.client.meta.region_name == "eu-frankfurt-1"
+    assert config.s3["addressing_style"] == "path"
+    assert config.retries["total_max_attempts"] == 8
+    assert (config.connect_timeout, config.read_timeout) == (11, 13)
+    assert store.limiter.total_tokens == 3
+    assert store.upload_config.max_request_concurrency == 4
+    assert (store.upload_config.multipart_chunksize, store.upload_config.multipart_threshold) == (6 * MiB, 30 * MiB)
+    assert (store.copy_config.multipart_threshold, store.copy_config.multipart_chunksize) == (100 * MiB, 50 * MiB)
+
+
+def test_client_defaults_match_s3fs():
+    store = store_for("")
+    config = store.client.meta.config
+    assert store.client.meta.endpoint_url == "https://s3.amazonaws.com"
+    assert store.client.meta.region_name == "us-east-1"
+    assert config.s3["addressing_style"] == "auto"
+    assert config.retries["total_max_attempts"] == 6
+    assert (config.connect_timeout, config.read_timeout) == (300, 120)
+    assert (store.upload_config.multipart_chunksize, store.upload_config.multipart_threshold) == (10 * MiB, 25 * MiB)
+    assert store.copy_config.multipart_threshold == 512 * MiB
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_server):
+    name = unique_bucket("cover")
+    moto_server.create_bucket(name)
+    return name
+
+
+def test_stat_cache_expire(moto_server, bucket, mount_factory):
+    client = moto_server.client()
+    client.put_object(Bucket=bucket, Key="cached.txt", Body=b"one")
+    cached = mount_factory(moto_server, bucket).mount()
+    fresh = mount_factory(moto_server, bucket, ["stat_cache_expire=0"]).mount()
+    assert (cached.mountpoint / "cached.txt").stat().st_size == 3
+    assert (fresh.mountpoint / "cached.txt").stat().st_size == 3
+    client.put_object(Bucket=bucket, Key="cached.txt", Body=b"three")
+    time.sleep(1.5)  # past the kernel's own attribute timeout
+    assert (cached.mountpoint / "cached.txt").stat().st_size == 3  # 900 s cache: not seen yet
+    assert (fresh.mountpoint / "cached.txt").stat().st_size == 5
+    assert (fresh.mountpoint / "cached.txt").read_bytes() == b"three"
+
+
+def test_max_stat_cache_size(moto_server, bucket, mount_factory):
+    client = moto_server.client()
+    for name in ("a", "b", "c"):
+        client.put_object(Bucket=bucket, Key=f"lru/{name}", Body=b"1")
+    small = mount_factory(moto_server, bucket, ["max_stat_cache_size=1"]).mount()
+    for name in ("a", "b", "c"):
+        (small.mountpoint / "lru" / name).stat()
+    client.put_object(Bucket=bucket, Key="lru/a", Body=b"22")
+    time.sleep(1.5)
+    assert (small.mountpoint / "lru" / "a").stat().st_size == 2  # evicted, so fetched again
+
+
+def test_fsname_and_subtype(moto_server, bucket, mount_factory):
+    mount = mount_factory(moto_server, bucket, ["fsname=s3fs", "subtype=s3fs"]).mount()
+    with open("/proc/mounts") as mounts:
+        line = next(line for line in mounts if line.split()[1] == str(mount.mountpoint))
+    assert line.split()[0] == "s3fs" and line.split()[2] == "fuse.s3fs"
+
+
+def test_multipart_copy_above_singlepart_copy_limit(moto_server, bucket, mount_factory):
+    client = moto_server.client()
+    mount = mount_factory(moto_server, bucket, ["singlepart_copy_limit=5", "multipart_copy_size=5"]).mount()
+    data = os.urandom(11 * MiB)
+    (mount.mountpoint / "big.bin").write_bytes(data)
+    os.rename(mount.mountpoint / "big.bin", mount.mountpoint / "moved.bin")
+    assert client.head_object(Bucket=bucket, Key="moved.bin")["ETag"].endswith('-3"')
+    assert client.get_object(Bucket=bucket, Key="moved.bin")["Body"].read() == data
+    meta = client.head_object(Bucket=bucket, Key="moved.bin")["Metadata"]
+    assert "mode" in meta and "mtime" in meta  # s3fs metadata survives a multipart copy
+
+
+def test_no_effect_options_are_accepted_with_a_warning(moto_server, bucket, mount_factory):
+    mount = mount_factory(moto_server, bucket, ["sigv2", "nonempty", "default_acl=private", "dbglevel=warn"])
+    mount.mount()
+    log = mount.log_text()
+    for name in ("sigv2", "nonempty", "default_acl"):
+        assert f"option {name} has no effect" in log
+
+
+def _run_mount(argv: list[str], env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "ocifs", *argv], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_dash_d_raises_the_log_level(moto_server, bucket, tmp_path):
+    mount = OcifsMount(moto_server, bucket, tmp_path / "mnt")
+    opts = (f"url={moto_server.endpoint_url},use_path_request_style,passwd_file={mount.passwd},"
+            f"logfile={mount.logfile}")
+    result = _run_mount([bucket, str(mount.mountpoint), "-o", opts, "-d"])  # s3fs's argv form
+    try:
+        assert result.returncode == 0, result.stderr
+        (mount.mountpoint / "d.txt").write_text("d")
+    finally:
+        mount.umount()
+    assert "uploaded d.txt" in mount.log_text()  # an info line; the default level is crit
+
+
+def test_profile_from_aws_credentials_file(seaweed_server, tmp_path):
+    bucket = unique_bucket("profile")
+    seaweed_server.create_bucket(bucket)
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = nope\naws_secret_access_key = nope\n"
+        f"[work]\naws_access_key_id = {seaweed_server.access_key}\n"
+        f"aws_secret_access_key = {seaweed_server.secret_key}\n")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["HOME"] = str(home)
+    opts = f"url={seaweed_server.endpoint_url},use_path_request_style"
+    wrong = _run_mount(["mount", bucket, str(mnt), "-o", opts], env)
+    assert wrong.returncode != 0  # [default] holds wrong keys: SeaweedFS refuses them
+    right = _run_mount(["mount", bucket, str(mnt), "-o", opts + ",profile=work"], env)
+    try:
+        assert right.returncode == 0, right.stderr
+        (mnt / "p.txt").write_text("p")
+    finally:
+        _run_mount(["umount", str(mnt)])
+    assert seaweed_server.client().get_object(Bucket=bucket, Key="p.txt")["Body"].read() == b"p"
