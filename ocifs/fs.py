@@ -38,10 +38,25 @@ def first_leaf(group: BaseExceptionGroup) -> BaseException:
     return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
+def _describe(value: Any) -> str:
+    """Short form of an operation argument for the debug line (data only by its size)."""
+    if isinstance(value, bytes):
+        return repr(os.fsdecode(value)) if len(value) <= 80 else f"<{len(value)} bytes>"
+    if isinstance(value, (int, str)):
+        return repr(value)
+    return ""
+
+
 def fuse_errors(method: F) -> F:
-    """Turn store failures into the errno the caller sees; log them once, without a traceback."""
+    """Turn store failures into the errno the caller sees; log them once, without a traceback.
+
+    At ``dbglevel=dbg`` each operation leaves one compact line:
+    ``op(args) -> ok|ERRNO  1.2 ms``.
+    """
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             try:
                 return await method(*args, **kwargs)
@@ -50,12 +65,20 @@ def fuse_errors(method: F) -> F:
         except StoreError as exc:
             level = logging.DEBUG if exc.errno in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST) else logging.WARNING
             log.log(level, "%s: %s", method.__name__, exc)
+            outcome = errno.errorcode.get(exc.errno, str(exc.errno))
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-        except pyfuse3.FUSEError:
+        except pyfuse3.FUSEError as exc:
+            outcome = errno.errorcode.get(exc.errno, str(exc.errno))
             raise
         except Exception:  # noqa: BLE001 - a bug must cost one request, never the mount
             log.exception("%s failed unexpectedly", method.__name__)
+            outcome = "EIO"
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                shown = ", ".join(filter(None, map(_describe, args[1:])))
+                log.debug("%s(%s) -> %s  %.1f ms", method.__name__, shown, outcome,
+                          (time.perf_counter() - started) * 1000)
     return wrapper  # type: ignore[return-value]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -165,3 +167,30 @@ def test_use_cache_and_ensure_diskfree(moto_server, bucket, public_dir):
         assert info.value.errno == 28  # ENOSPC
     stored = moto_server.client().get_object(Bucket=bucket, Key="nospace.bin")["Body"].read()
     assert stored == b""  # the file was created; the refused write left nothing in it
+
+
+def test_dbg_level_logs_one_line_per_operation(moto_server, bucket, public_dir):
+    mount = OcifsMount(moto_server, bucket, public_dir / "dbg", ["dbglevel=dbg"], passwd_dir=public_dir)
+    with mount:
+        (mount.mountpoint / "op.txt").write_text("op")
+        with pytest.raises(FileNotFoundError):
+            (mount.mountpoint / "absent.txt").stat()
+    log = mount.log_text()
+    assert re.search(r"create\(1, 'op.txt', \d+, \d+\) -> ok  [\d.]+ ms", log), log[-2000:]
+    assert re.search(r"write\(\d+, 0, 'op'\) -> ok", log)
+    assert re.search(r"lookup\(1, 'absent.txt'\) -> ENOENT", log)
+    assert moto_server.secret_key not in log
+
+
+def test_sighup_reopens_the_log_after_rotation(moto_server, bucket, public_dir):
+    from ocifs.mount import pidfile_path
+    mount = OcifsMount(moto_server, bucket, public_dir / "hup", ["dbglevel=info"], passwd_dir=public_dir)
+    with mount:
+        pid = int(pidfile_path(str(mount.mountpoint)).read_text())
+        rotated = mount.logfile.with_suffix(".log.1")
+        mount.logfile.rename(rotated)
+        os.kill(pid, signal.SIGHUP)
+        (mount.mountpoint / "after.txt").write_text("a")
+        assert os.path.exists(f"/proc/{pid}")  # SIGHUP does not stop the mount
+    assert "uploaded after.txt" in mount.log_text()
+    assert "uploaded after.txt" not in rotated.read_text()
