@@ -156,3 +156,23 @@ def test_profile_from_aws_credentials_file(seaweed_server, tmp_path):
     finally:
         _run_mount(["umount", str(mnt)])
     assert seaweed_server.client().get_object(Bucket=bucket, Key="p.txt")["Body"].read() == b"p"
+
+
+def test_help_lists_every_option_with_its_default():
+    from ocifs.options import NO_EFFECT, MountOptions
+    result = subprocess.run([sys.executable, "-m", "ocifs", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for field in MountOptions.specs():
+        line = next((l for l in result.stdout.splitlines() if l.strip().startswith(field.name + " ")), None)
+        assert line is not None, field.name
+        assert "(default:" in line
+    for name in NO_EFFECT:
+        assert name in result.stdout
+
+
+def test_readme_table_names_every_option():
+    from pathlib import Path
+    from ocifs.options import MountOptions
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for field in MountOptions.specs():
+        assert f"`{field.name}`" in readme, field.name
