@@ -87,8 +87,9 @@ class AttrView:
     """How stored attributes are shown: s3fs's ``uid``/``gid``/``umask`` overrides.
 
     As in s3fs, ``uid``/``gid`` replace the owner of every entry (root included) and ``umask``
-    replaces the permission bits of every entry but symlinks with ``0777 & ~umask``; both only
-    change what is shown, never what is stored.  ``root`` is the mountpoint's own attributes.
+    replaces the permission bits of every entry (symlinks too) with ``0777 & ~umask``; both
+    only change what is shown, never what is stored.  Directories report one link, the
+    "count unknown" value that tells find(1) not to guess subdirectories from it.  ``root`` is the mountpoint's own attributes.
     ``timeout`` is how long the kernel may cache entries and attributes.
     """
 
@@ -101,14 +102,14 @@ class AttrView:
     def entry(self, inode: int, attrs: ObjectAttrs) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()
         mode = attrs.mode
-        if self.umask is not None and not stat.S_ISLNK(mode):
+        if self.umask is not None:
             mode = stat.S_IFMT(mode) | (0o777 & ~self.umask)
         entry.st_ino = inode
         entry.generation = 0
         entry.entry_timeout = self.timeout
         entry.attr_timeout = self.timeout
         entry.st_mode = mode
-        entry.st_nlink = 2 if stat.S_ISDIR(mode) else 1
+        entry.st_nlink = 1
         entry.st_uid = attrs.uid if self.uid is None else self.uid
         entry.st_gid = attrs.gid if self.gid is None else self.gid
         entry.st_rdev = 0

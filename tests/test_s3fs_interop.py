@@ -18,7 +18,6 @@ import errno
 import hashlib
 import os
 import stat
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,87 +27,12 @@ from typing import Any, Callable
 import pytest
 
 from conftest import require_tool
-from mounting import OcifsMount, is_mounted, unique_bucket, write_passwd
+from mounting import OcifsMount, S3fsMount, is_mounted, unique_bucket
 
 SIDES = ("s3fs", "ocifs")
 OTHER = {"s3fs": "ocifs", "ocifs": "s3fs"}
 DIR_CONTENT_TYPE = "application/x-directory"
 MiB = 1024 * 1024
-
-
-# -- the s3fs side -------------------------------------------------------------------------------
-
-
-def _s3fs_pids(mountpoint: Path) -> list[int]:
-    """Processes of s3fs serving ``mountpoint`` (found by their command line)."""
-    wanted = os.fsencode(str(mountpoint))
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"s3fs" and wanted in argv:
-            pids.append(int(entry))
-    return pids
-
-
-class S3fsMount:
-    """The real s3fs (daemonized, as a user runs it) mounting ``bucket`` at ``mountpoint``."""
-
-    def __init__(self, binary: str, server, bucket: str, mountpoint: Path,
-                 options: list[str] | tuple = ()) -> None:
-        self.binary = binary
-        self.server = server
-        self.bucket = bucket
-        self.mountpoint = Path(mountpoint)
-        self.mountpoint.mkdir(parents=True, exist_ok=True)
-        self.passwd = write_passwd(self.mountpoint.parent, server.access_key, server.secret_key)
-        self.logfile = self.mountpoint.parent / f"{self.mountpoint.name}-s3fs.log"
-        self.options = list(options)
-        self.pids: list[int] = []
-
-    def argv(self) -> list[str]:
-        opts = [f"url={self.server.endpoint_url}", "use_path_request_style",
-                f"passwd_file={self.passwd}", f"logfile={self.logfile}", "dbglevel=warn",
-                *self.options]
-        return [self.binary, self.bucket, str(self.mountpoint), "-o", ",".join(opts)]
-
-    def log_text(self) -> str:
-        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
-
-    def mount(self) -> "S3fsMount":
-        result = subprocess.run(self.argv(), capture_output=True, text=True, timeout=60)
-        deadline = time.monotonic() + 30
-        while not is_mounted(self.mountpoint) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not is_mounted(self.mountpoint):
-            raise AssertionError(
-                f"s3fs did not mount (exit {result.returncode}): {result.stderr}\n{self.log_text()}")
-        self.pids = _s3fs_pids(self.mountpoint)
-        return self
-
-    def umount(self) -> None:
-        for _ in range(50):  # EBUSY while a straggling request finishes: retry
-            if not is_mounted(self.mountpoint):
-                break
-            result = subprocess.run(["fusermount3", "-u", str(self.mountpoint)],
-                                    capture_output=True, text=True, timeout=60)
-            if result.returncode == 0:
-                break
-            time.sleep(0.1)
-        else:  # leave nothing mounted even if a test failed badly
-            subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], capture_output=True)
-        deadline = time.monotonic() + 30
-        while is_mounted(self.mountpoint) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not is_mounted(self.mountpoint), "s3fs mount did not go away"
-        # Let the daemon finish its own shutdown (it may still be closing connections).
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in self.pids):
-            time.sleep(0.05)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
