@@ -120,6 +120,8 @@ class MountOptions:
         "filesystem name shown in /proc/mounts (default ocifs#BUCKET)"))
     subtype: str = dataclasses.field(default="ocifs", metadata=_opt(
         "filesystem subtype shown in /proc/mounts as fuse.SUBTYPE"))
+    s3fs_mtab: bool = dataclasses.field(default=False, metadata=_opt(
+        "show the mount as s3fs does (s3fs ... fuse.s3fs) for tools that look for it", "flag"))
     ignored: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
     notices: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
 
@@ -198,6 +200,11 @@ def parse_options(option_strings: Iterable[str]) -> MountOptions:
     options = MountOptions(**values)
     options.ignored = ignored
     _apply_oci(options, region_given="endpoint" in values)
+    if options.s3fs_mtab:
+        options.fsname, options.subtype = "s3fs", "s3fs"
+    if options.use_cache:
+        options.notices.append(f"use_cache={options.use_cache}: local copies of files being written "
+                               "are staged there (no persistent data cache yet)")
     _validate(options)
     return options
 

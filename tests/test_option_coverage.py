@@ -88,11 +88,16 @@ def test_max_stat_cache_size(moto_server, bucket, mount_factory):
     assert (small.mountpoint / "lru" / "a").stat().st_size == 2  # evicted, so fetched again
 
 
-def test_fsname_and_subtype(moto_server, bucket, mount_factory):
-    mount = mount_factory(moto_server, bucket, ["fsname=s3fs", "subtype=s3fs"]).mount()
+@pytest.mark.parametrize("options,fsname,fstype", [
+    (["fsname=s3fs", "subtype=s3fs"], "s3fs", "fuse.s3fs"),
+    (["s3fs_mtab"], "s3fs", "fuse.s3fs"),
+    (["fsname=mybackup"], "mybackup", "fuse.ocifs"),
+])
+def test_fsname_and_subtype(moto_server, bucket, mount_factory, options, fsname, fstype):
+    mount = mount_factory(moto_server, bucket, options).mount()
     with open("/proc/mounts") as mounts:
         line = next(line for line in mounts if line.split()[1] == str(mount.mountpoint))
-    assert line.split()[0] == "s3fs" and line.split()[2] == "fuse.s3fs"
+    assert (line.split()[0], line.split()[2]) == (fsname, fstype)
 
 
 def test_multipart_copy_above_singlepart_copy_limit(moto_server, bucket, mount_factory):
