@@ -42,6 +42,8 @@ _ERRNO_BY_CODE = {
     "InvalidRange": errno.EINVAL,
     "416": errno.EINVAL,
     "InvalidArgument": errno.EINVAL,
+    "400": errno.EINVAL,
+    "BadRequest": errno.EINVAL,
     "InvalidObjectName": errno.EINVAL,
     "SlowDown": errno.EAGAIN,
     "ServiceUnavailable": errno.EIO,

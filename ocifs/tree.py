@@ -18,6 +18,7 @@ import trio
 
 from . import objects
 from .objects import ObjectAttrs
+from .oci import has_control_characters
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,18 @@ class Tree:
         return self.store.key(path, directory=True) if path else self.store.prefix
 
     async def stat(self, path: str) -> ObjectAttrs | None:
-        """Attributes of ``path``, or None when nothing is there (cached either way)."""
+        """Attributes of ``path``, or None when nothing is there (cached either way).
+
+        A name with control characters is never asked for (OCI answers 400 to the request):
+        such an object, where a store allows one, is known only from a listing.
+        """
         if path in self.pending:
             return self.pending[path]
         cached = self.stat_cache.get(path, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
+        if has_control_characters(path):
+            return None
         attrs = await self._fetch(path)
         self.remember(path, attrs)
         return attrs

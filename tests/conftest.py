@@ -14,6 +14,7 @@ import pytest
 
 from ocifs.localserver import LocalS3Server
 from mounting import OcifsMount, is_mounted, unique_bucket
+from oci_proxy import ProxiedServer
 
 SERVER_KINDS = [k for k in os.environ.get("OCIFS_TEST_SERVERS", "moto,seaweedfs").split(",") if k]
 
@@ -26,7 +27,7 @@ def get_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> LocalS3Se
         server = LocalS3Server(kind=kind, data_dir=tmp_path_factory.mktemp(f"{kind}-data"))
         server.start()
         _started[kind] = server
-    return _started[kind]
+    return _oci_proxied(kind, _started[kind])
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -86,3 +87,77 @@ def mount_factory(tmp_path):
     yield make
     for mount in made:
         mount.umount()
+
+
+# -- --oci-proxy: every server seen through tests/oci_proxy.py, failing on what OCI refuses ----
+
+_oci_proxy_on = False
+_oci_proxies: dict[str, ProxiedServer] = {}
+_oci_reported: dict[str, int] = {}  # refusals already reported, per proxy
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--oci-proxy", action="store_true", default=False,
+                     help="put the OCI-refusal proxy (tests/oci_proxy.py) in front of every local "
+                          "S3 server; a test fails if OCI would refuse a request (also "
+                          "OCIFS_TEST_OCI_PROXY=1)")
+
+
+def pytest_configure(config) -> None:
+    global _oci_proxy_on
+    _oci_proxy_on = bool(config.getoption("--oci-proxy")) or os.environ.get(
+        "OCIFS_TEST_OCI_PROXY", "").lower() in ("1", "true", "yes")
+
+
+def _oci_proxied(kind: str, server: LocalS3Server):
+    """The server, or with --oci-proxy the session's ProxiedServer around it."""
+    if not _oci_proxy_on:
+        return server
+    if kind not in _oci_proxies or _oci_proxies[kind].server is not server:
+        _oci_proxies[kind] = ProxiedServer(server).start()
+        _oci_reported[kind] = 0
+    return _oci_proxies[kind]
+
+
+def _oci_unreported() -> str:
+    """The refusals not reported yet, one per line (and mark them reported)."""
+    lines = []
+    for kind, wrapped in _oci_proxies.items():
+        details = wrapped.proxy.refusal_details
+        for d in details[_oci_reported.get(kind, 0):]:
+            headers = "; ".join(f"{k}: {v}" for k, v in d["headers"])
+            lines.append(f"  [{wrapped.kind}] {d['method']} {d['path']} -> rule {d['rule']}: "
+                         f"{d['status']} {d['code']} ({d['message']})\n      headers: {headers}")
+        _oci_reported[kind] = len(details)
+    return "\n".join(lines)
+
+
+@pytest.fixture(autouse=True)
+def _oci_proxy_no_refusals(request):
+    """With --oci-proxy, fail the test during which OCI's S3 API would have refused a request."""
+    if not _oci_proxy_on:
+        yield
+        return
+    earlier = _oci_unreported()
+    if earlier:
+        pytest.fail("OCI's S3 API would refuse requests sent outside a test body (module fixture "
+                    f"set-up or an earlier teardown) before {request.node.nodeid}:\n{earlier}",
+                    pytrace=False)
+    yield
+    refused = _oci_unreported()
+    if refused:
+        pytest.fail(f"OCI's S3 API would refuse requests of {request.node.nodeid}:\n{refused}",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _oci_proxy_session():
+    """Stop the proxies at the end, failing on refusals no test was blamed for."""
+    yield
+    refused = _oci_unreported()
+    for wrapped in _oci_proxies.values():
+        wrapped.stop()
+    _oci_proxies.clear()
+    if refused:
+        pytest.fail(f"OCI's S3 API would refuse requests (after the last test):\n{refused}",
+                    pytrace=False)
