@@ -328,9 +328,13 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)
         inode = self.inodes.inode_of(old)
         open_file = self.files.by_inode.get(inode) if inode is not None else None
+        # Land open files' data under the old names first (an upload in progress targets the
+        # old key); the server-side copies then move it.
         if open_file is not None:
-            # Land the data under the old name first; the server-side copy then moves it.
             await self.files.upload(open_file)
+        if attrs.is_dir:
+            for inside in self.files.open_under(old):
+                await self.files.upload(inside)
         await self.tree.rename(old, new, dataclasses.replace(attrs))
         self.inodes.rename(old, new)
         if open_file is not None:
@@ -371,6 +375,7 @@ class Operations(pyfuse3.Operations):
             async with open_file.lock:
                 open_file.attrs.__dict__.update(dataclasses.asdict(new))
                 dirty = open_file.dirty
+                open_file.meta_set = open_file.meta_set or dirty
             if not dirty:
                 await self.tree.put_attrs(path, dataclasses.replace(new))
         else:

@@ -4,7 +4,8 @@ Everything a user can get wrong (options, credentials, mountpoint, bucket, keys,
 checked before the mount exists and before the process detaches, so a bad invocation prints
 one line and exits non-zero with nothing left mounted.  A daemonized mount reports readiness
 to the waiting parent through a pipe only after ``pyfuse3.init`` succeeded.  SIGTERM/SIGINT
-upload every dirty file, then unmount; a second signal gives up on the uploads.
+upload every dirty file, then unmount; a second signal (or ``stop_timeout``) gives up on the
+uploads.  :class:`MountHooks` lets a program serve alongside the mount (the container entrypoint).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import trio
 from . import objects
 from .credentials import Credentials, find_credentials
 from .fs import AttrView, Operations
+from .journal import UploadJournal, state_dir
 from .openfiles import StagingLimits
 from .logs import reopen_logs, setup_logging
 from .options import NO_EFFECT, MountOptions
@@ -53,6 +55,7 @@ class MountSpec:
     options: MountOptions
     foreground: bool = False
     credentials: Credentials | None = dataclasses.field(default=None, repr=False)
+    stop_timeout: float | None = None  # seconds a graceful stop may take before giving up
 
 
 def parse_bucket(text: str) -> tuple[str, str]:
@@ -77,6 +80,15 @@ def is_mounted(path: str) -> bool:
         return any(line.split()[1] == real for line in mounts if len(line.split()) > 1)
 
 
+def is_fuse_mounted(path: str) -> bool:
+    """A FUSE filesystem is mounted at ``path`` (a bind mount there is fine to mount over: in a
+    container the mountpoint is the rshared bind that shares the bucket with the host)."""
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as mounts:
+        return any(len(fields) > 2 and fields[1] == real and fields[2].startswith("fuse")
+                   for fields in (line.split() for line in mounts))
+
+
 def fusermount_unmount(path: str, lazy: bool = False) -> subprocess.CompletedProcess:
     args = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [path]
     return subprocess.run(args, capture_output=True, text=True)
@@ -97,7 +109,7 @@ def check_mountpoint(path: str) -> str:
         raise MountError(f"mountpoint {path} cannot be used: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise MountError(f"mountpoint {path} is not a directory")
-    if is_mounted(path):
+    if is_fuse_mounted(path):
         raise MountError(f"mountpoint {path} is already mounted")
     return os.path.realpath(path)
 
@@ -152,15 +164,33 @@ def fuse_options(spec: MountSpec) -> set[str]:
     return result
 
 
+class MountHooks:
+    """Callbacks for a program that runs alongside a mount in the same process.
+
+    The container entrypoint is PID 1 and must own the signals, so it cannot daemonize: it
+    starts its command from :meth:`live` and stops it from :meth:`stopping`.  The defaults do
+    nothing (a plain ``ocifs mount``).
+    """
+
+    def live(self, mount: "Mount") -> None:
+        """The kernel sees the mount; requests are served right after this returns, so this
+        must not touch the mount itself (start a thread or a process for that)."""
+
+    async def stopping(self, reason: str) -> None:
+        """A graceful stop began; awaited before the dirty files are uploaded."""
+
+
 class Mount:
     """A live mount: the Operations, the trio main loop and its shutdown.
 
-    ``stopping`` is set by the first SIGTERM/SIGINT: dirty files are being uploaded before
-    unmounting.  ``unsaved`` lists paths that could not be uploaded (reported at exit).
+    ``stopping`` is set by the first SIGTERM/SIGINT (or :meth:`request_stop`): dirty files are
+    being uploaded before unmounting.  ``unsaved`` lists paths that could not be uploaded
+    (reported at exit).
     """
 
-    def __init__(self, spec: MountSpec) -> None:
+    def __init__(self, spec: MountSpec, hooks: MountHooks | None = None) -> None:
         self.spec = spec
+        self.hooks = hooks or MountHooks()
         self.store = build_store(spec)
         opts = spec.options
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
@@ -173,8 +203,14 @@ class Mount:
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
             min_free_bytes=opts.ensure_diskfree * MiB)
         self.operations = Operations(self.tree, view, limits)
+        self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
         self.stopping = False
+        self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._drain_scope = trio.CancelScope()
+        self._pending_stop: str | None = None
 
     def start(self) -> None:
         """Mount (the kernel sees it from here on)."""
@@ -188,6 +224,7 @@ class Mount:
     def run(self) -> int:
         """Serve requests until unmounted or signalled; returns the exit status."""
         try:
+            self.hooks.live(self)
             trio.run(self._main)
         finally:
             pyfuse3.close(unmount=True)
@@ -199,39 +236,79 @@ class Mount:
         return 0
 
     async def _main(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_signals, nursery.cancel_scope)
-            await pyfuse3.main()
-            nursery.cancel_scope.cancel()
-        # Unmounted from outside (fusermount -u): anything still dirty goes up now.
-        if not self.unsaved:
-            self.unsaved = await self.operations.files.upload_all()
-
-    async def _watch_signals(self, cancel_scope: trio.CancelScope) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        # Background part uploads live in a nursery of their own that outlives serving, so
+        # the final uploads below can still use (and wait for) them.
+        async with trio.open_nursery() as uploads:
+            self.operations.files.start(uploads, self.journal)
             async with trio.open_nursery() as nursery:
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        reopen_logs()
-                        continue
-                    if not self.stopping:
-                        self.stopping = True
-                        log.warning("signal %s: uploading %d dirty file(s), then unmounting",
-                                    signal.Signals(signum).name, self.operations.files.dirty_count())
-                        nursery.start_soon(self._drain_and_terminate)
-                    else:
-                        self.unsaved = [self.operations.inodes.path(f.inode)
-                                        for f in self.operations.files.by_inode.values() if f.dirty]
-                        log.error("second signal: unmounting without waiting for uploads")
-                        pyfuse3.terminate()
-                        nursery.cancel_scope.cancel()
+                self._nursery = nursery
+                self._token = trio.lowlevel.current_trio_token()
+                if self._pending_stop is not None:
+                    self.begin_stop(self._pending_stop)
+                nursery.start_soon(self._watch_signals)
+                await pyfuse3.main()
+                nursery.cancel_scope.cancel()
+            # Unmounted from outside (fusermount -u): anything still dirty goes up now.
+            if not self.unsaved:
+                self.unsaved = await self.operations.files.upload_all()
+            uploads.cancel_scope.cancel()  # gave up: uploads left are aborted by the next mount
 
-    async def _drain_and_terminate(self) -> None:
-        self.unsaved = await self.operations.files.upload_all()
+    def request_stop(self, reason: str) -> None:
+        """Begin the graceful stop, as a first signal does; safe from any thread or a signal
+        handler, and before serving has started (the stop then begins as soon as it does)."""
+        self._pending_stop = reason  # read by _main if serving has not started yet
+        token = self._token
+        if token is not None:
+            try:
+                token.run_sync_soon(self.begin_stop, reason)
+            except trio.RunFinishedError:
+                pass
+
+    def begin_stop(self, reason: str) -> None:
+        """Upload every dirty file, then unmount (in the trio thread; idempotent)."""
+        if self.stopping or self._nursery is None:
+            return
+        self.stopping = True
+        log.warning("%s: uploading %d dirty file(s), then unmounting",
+                    reason, self.operations.files.dirty_count())
+        self._nursery.start_soon(self._drain_and_terminate, reason)
+
+    def dirty_paths(self) -> list[str]:
+        return [self.operations.inodes.path(f.inode)
+                for f in self.operations.files.by_inode.values() if f.dirty]
+
+    def give_up(self, reason: str) -> None:
+        """Unmount now; whatever is still dirty is reported as not uploaded."""
+        self.giving_up = True
+        self.unsaved = self.dirty_paths()
+        log.error("%s: unmounting without waiting for uploads", reason)
         pyfuse3.terminate()
+        self._drain_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    reopen_logs()
+                elif not self.stopping:
+                    self.begin_stop(f"signal {signal.Signals(signum).name}")
+                elif not self.giving_up:
+                    self.give_up("second signal")
+
+    async def _drain_and_terminate(self, reason: str) -> None:
+        timeout = self.spec.stop_timeout
+        with self._drain_scope:
+            with trio.move_on_after(timeout if timeout is not None else float("inf")) as limit:
+                await self.hooks.stopping(reason)
+                self.unsaved = await self.operations.files.upload_all()
+            if limit.cancelled_caught:
+                self.give_up(f"stop not finished within {timeout:g} s")
+                return
+            pyfuse3.terminate()
 
 
-def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> int:
+def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None,
+              hooks: MountHooks | None = None) -> int:
     """Mount ``spec`` and serve it; ``notify("ok")`` once live, ``notify("error: ...")`` if not."""
     opts = spec.options
     setup_logging(opts.log_level, opts.logfile, spec.foreground, http_debug=opts.curldbg)
@@ -242,7 +319,7 @@ def run_mount(spec: MountSpec, notify: Callable[[str], Any] | None = None) -> in
     if spec.credentials is not None:
         log.info("credentials from %s", spec.credentials.source)
     try:
-        mount = Mount(spec)
+        mount = Mount(spec, hooks)
         mount.start()
     except MountError as exc:
         if notify:

@@ -1,10 +1,12 @@
-"""Open files: reads by byte range, writes staged in a local file and uploaded on flush/fsync.
+"""Open files: reads by byte range, writes staged in a local file and written back to the bucket.
 
 Reads of a file nobody writes go straight to the store as ranged GETs, with a read-ahead
 window that grows while the reader is sequential.  The first write stages the file in a local
-temporary file (downloading the current object when the write keeps some of it); flush (every
-close), fsync and the last release upload the staged copy as a whole, so an object never
-appears under its name half-written (a PUT or a completed multipart upload is atomic).
+temporary file (downloading the current object when the write keeps some of it).  How the
+staged bytes reach the bucket is :mod:`ocifs.writeback`'s job: big files written sequentially
+are uploaded part by part while they are written; flush (every close), fsync and the last
+release send what is left and make the object whole, so an object never appears under its
+name half-written (a PUT or a completed multipart upload is atomic).
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ import trio
 
 from . import objects
 from .inodes import InodeTable
+from .journal import UploadJournal
 from .objects import ObjectAttrs
 from .store import StoreError
 from .tree import Tree
+from .writeback import FileWriteback, Target, Uploader
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 READAHEAD_MIN = 1 * MiB
 READAHEAD_MAX = 16 * MiB
+PROGRESS_INTERVAL = 5.0  # seconds between "bytes left" lines while unmounting
+_TIME_KEYS = ("mtime", "ctime", "atime")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,17 +53,24 @@ class OpenFile:
     """One inode while at least one handle on it is open.
 
     ``attrs`` is authoritative while the file is open (size grows with writes).  ``staged`` is
-    the local copy, created by the first write or truncate; ``dirty`` says it holds changes
-    not yet in the bucket, ``dirty_bytes`` how many bytes were written since the last upload.  ``lock`` serialises staging, writes and uploads, so an upload
-    never reads a half-applied write.  ``handles`` counts open handles.
+    the local copy, created by the first write or truncate, and ``writeback`` its upload state;
+    ``dirty`` says it holds changes not yet in the bucket, ``dirty_bytes`` how many bytes were
+    written since the last upload.  ``write_end`` is where the last write ended (a write there,
+    or at the end of the file, is sequential).  ``meta_set`` says mode, owner or times were set
+    while dirty (an upload created earlier must then store them afterwards).  ``lock``
+    serialises staging, writes and the finishing of uploads, so an upload never reads a
+    half-applied write.  ``handles`` counts open handles.
     """
 
     inode: int
     attrs: ObjectAttrs
     handles: int = 0
     staged: IO[bytes] | None = None
+    writeback: FileWriteback | None = None
     dirty: bool = False
     dirty_bytes: int = 0
+    write_end: int = 0
+    meta_set: bool = False
     lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
 
 
@@ -78,15 +91,36 @@ class OpenFiles:
     ``by_inode`` shares one :class:`OpenFile` among every handle of an inode, so that a second
     open sees the first one's writes; ``handles`` maps FUSE file handles to :class:`Handle`.
     ``limits`` says where local copies live (unlinked temporary files) and how much they hold.
+    ``uploader`` is what every file's write-back shares (store, part layout, the nursery of
+    background part uploads once :meth:`start` was called).
     """
 
     def __init__(self, tree: Tree, inodes: InodeTable, limits: StagingLimits = StagingLimits()) -> None:
         self.tree = tree
         self.inodes = inodes
         self.limits = limits
+        self.uploader = Uploader.for_store(tree.store)
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
+
+    def start(self, nursery: trio.Nursery, journal: UploadJournal | None) -> None:
+        """Upload parts in the background from now on (in ``nursery``, which must outlive every
+        upload), record multipart uploads in ``journal``, and abort those a crashed mount of
+        the same bucket left behind."""
+        self.uploader.nursery = nursery
+        self.uploader.journal = journal
+        if journal is not None:
+            nursery.start_soon(self._abort_orphans, journal)
+
+    async def _abort_orphans(self, journal: UploadJournal) -> None:
+        try:
+            count = await journal.abort_orphans(self.tree.store)
+        except Exception:  # noqa: BLE001 - housekeeping must never stop the mount
+            log.exception("looking for multipart uploads left by a crash failed")
+            return
+        if count:
+            log.warning("aborted %d multipart upload(s) left by an earlier mount", count)
 
     # -- open / close ---------------------------------------------------------------------
 
@@ -144,6 +178,8 @@ class OpenFiles:
                     raise
             staged.truncate(keep)
             file.staged = staged
+            base = keep if path not in self.tree.pending else 0
+            file.writeback = FileWriteback(self.uploader, staged.fileno(), base)
         return file.staged
 
     async def new_file(self, inode: int, attrs: ObjectAttrs) -> int:
@@ -179,22 +215,49 @@ class OpenFiles:
         return handle.buffer[start:start + (end - offset)]
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
+        """Write into the staged copy; a sequential writer's completed parts go up meanwhile
+        (this waits while too many of them are in flight).  A failed upload is reported here."""
         file = self.handles[fh].file
         async with file.lock:
             staged = await self._stage(file, file.attrs.size)
+            writeback = file.writeback
+            assert writeback is not None
+            await self._raise_failure(file, writeback)
             self._check_free_space(staged, len(data))
             written = os.pwrite(staged.fileno(), data, offset)
+            writeback.changed(offset, offset + written)
             file.dirty = True
             file.dirty_bytes += written
             now = time.time_ns()
+            sequential = offset in (file.write_end, file.attrs.size)
             file.attrs.size = max(file.attrs.size, offset + written)
             file.attrs.mtime_ns = file.attrs.ctime_ns = now
+            file.write_end = offset + written
+            if sequential:
+                try:
+                    await writeback.stream(file.write_end, file.attrs.size, lambda: self._target(file))
+                except StoreError as exc:  # reported at the next write, fsync or close
+                    writeback.error = writeback.error or exc
         limit = self.limits.max_dirty_bytes
-        if limit is not None and file.dirty_bytes >= limit:
+        unsaved = file.dirty_bytes - writeback.sent_bytes
+        if limit is not None and unsaved >= limit:
             log.info("%s: %d bytes unsaved (max_dirty_data), uploading",
-                     self.inodes.path(file.inode), file.dirty_bytes)
+                     self.inodes.path(file.inode), unsaved)
             await self.upload(file)
         return written
+
+    async def _raise_failure(self, file: OpenFile, writeback: FileWriteback) -> None:
+        """If a background part failed: abort, keep a recovery copy, raise (EIO) to the caller."""
+        try:
+            writeback.check()
+        except StoreError as exc:
+            await writeback.fail(self.inodes.path(file.inode), exc)
+            raise
+
+    def _target(self, file: OpenFile) -> Target:
+        path = self.inodes.path(file.inode)
+        return Target(self.tree.store.key(path), objects.metadata_for(file.attrs),
+                      objects.content_type_for(path, file.attrs), path)
 
     def _check_free_space(self, staged: IO[bytes], needed: int) -> None:
         """ENOSPC before the staging disk drops below ``ensure_diskfree``."""
@@ -208,44 +271,92 @@ class OpenFiles:
         async with file.lock:
             staged = await self._stage(file, size)
             staged.truncate(size)
+            assert file.writeback is not None
+            file.writeback.truncated(file.attrs.size, size)
             file.attrs.size = size
             file.dirty = True
 
     # -- upload ---------------------------------------------------------------------------
 
     async def upload(self, file: OpenFile) -> None:
-        """Put the staged copy into the bucket if it has changes (flush, fsync, release)."""
+        """Make the object hold the staged copy if it has changes (flush, fsync, release):
+        returns once the data is durable in the bucket."""
         async with file.lock:
-            if not file.dirty or file.staged is None:
+            writeback = file.writeback
+            if not file.dirty or file.staged is None or writeback is None:
                 return
             if self.inodes.is_unlinked(file.inode):
+                await writeback.abandon()
                 file.dirty = False  # removed while open: nothing to keep
                 return
             path = self.inodes.path(file.inode)
-            attrs = file.attrs
+            target = self._target(file)
             try:
-                await self.tree.store.upload(self.tree.store.key(path), file.staged.fileno(),
-                                             objects.metadata_for(attrs),
-                                             objects.content_type_for(path, attrs))
+                writeback.check()
+                stored = await writeback.finish(file.attrs.size, target)
             except StoreError as exc:
-                log.error("upload of %s failed, the data stays staged locally: %s", path, exc)
+                await writeback.fail(path, exc)
                 raise
             file.dirty = False
             file.dirty_bytes = 0
             file.attrs.etag = None
             self.tree.pending.pop(path, None)
-            self.tree.remember(path, dataclasses.replace(attrs))
-            log.info("uploaded %s (%d bytes)", path, attrs.size)
+            if stored != target.metadata:
+                await self._store_late_metadata(file, path, stored, target.metadata)
+            self.tree.remember(path, dataclasses.replace(file.attrs))
+            log.info("uploaded %s (%d bytes)", path, file.attrs.size)
+
+    async def _store_late_metadata(self, file: OpenFile, path: str, stored: dict[str, str],
+                                   wanted: dict[str, str]) -> None:
+        """An upload created while the file was written carries the metadata of that moment.
+
+        Mode, owner or times set explicitly since (chmod, cp -p, touch) are stored with a
+        self-copy; times that only moved because of writes are not worth one: the file takes
+        the stored times, so this mount and every other client agree.
+        """
+        others_differ = any(stored.get(k) != wanted.get(k) for k in set(stored) | set(wanted)
+                            if k not in _TIME_KEYS)
+        if file.meta_set or others_differ:
+            await self.tree.put_attrs(path, dataclasses.replace(file.attrs))
+        else:
+            for key in ("mtime", "ctime"):
+                stored_ns = objects.parse_time_ns(stored.get(key))
+                if stored_ns is not None:
+                    setattr(file.attrs, f"{key}_ns", stored_ns)
+        file.meta_set = False
 
     async def upload_all(self) -> list[str]:
-        """Upload every dirty file (unmount); returns the paths that could not be uploaded."""
+        """Upload every dirty file (unmount), logging what is left for big ones; returns the
+        paths that could not be uploaded."""
         failed: list[str] = []
         for file in list(self.by_inode.values()):
-            try:
-                await self.upload(file)
-            except StoreError:
-                failed.append(self.inodes.path(file.inode))
+            if not file.dirty:
+                continue
+            path = self.inodes.path(file.inode)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._log_progress, file, path)
+                try:
+                    await self.upload(file)
+                except StoreError:
+                    failed.append(path)
+                nursery.cancel_scope.cancel()
         return failed
+
+    async def _log_progress(self, file: OpenFile, path: str) -> None:
+        """While a big ``file`` is being uploaded at unmount, log how many bytes are left."""
+        while file.attrs.size >= self.uploader.threshold:
+            writeback = file.writeback
+            if writeback is not None:
+                left = writeback.pending_bytes(file.attrs.size)
+                log.warning("unmounting: uploading %s, %d of %d bytes left", path, left,
+                            file.attrs.size)
+            await trio.sleep(PROGRESS_INTERVAL)
+
+    def open_under(self, directory: str) -> list[OpenFile]:
+        """Open files below ``directory`` (whose keys a directory rename changes)."""
+        return [f for f in self.by_inode.values()
+                if not self.inodes.is_unlinked(f.inode)
+                and self.inodes.path(f.inode).startswith(directory + "/")]
 
     def dirty_count(self) -> int:
         return sum(1 for f in self.by_inode.values() if f.dirty)

@@ -30,14 +30,14 @@ NO_EFFECT = {
     "sigv2": "ocifs always signs with SigV4",
     "sigv4": "ocifs always signs with SigV4",
     "default_acl": "ACLs are not sent (OCI has none)",
-    "nomixupload": "not needed by ocifs's upload path",
+    "nomixupload": "ocifs always copies unchanged ranges of an object server-side",
     "enable_content_md5": "uploads are not checksummed beyond what the store requires",
     "enable_noobj_cache": "the negative cache is always on",
     "notsup_compat_dir": "ocifs does not use _$folder$ objects",
     "complement_stat": "ocifs always fills in missing attributes",
     "nocopyapi": "ocifs always uses server-side copies",
     "norenameapi": "ocifs always renames with server-side copies",
-    "streamupload": "uploads happen at flush/fsync/close",
+    "streamupload": "ocifs always uploads big sequential writes while they are written",
     "use_xattr": "extended attributes are not supported",
 }
 

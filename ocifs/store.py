@@ -17,6 +17,7 @@ import botocore.exceptions
 import trio
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from s3transfer.utils import ReadFileChunk
 
 from .credentials import Credentials
 
@@ -279,3 +280,83 @@ class Store:
     async def delete(self, key: str) -> None:
         """DeleteObject (one at a time: DeleteObjects needs a checksum OCI may refuse)."""
         await self._run(f"DELETE {key}", self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    # -- multipart uploads ----------------------------------------------------------------
+    # The write-back path (ocifs.writeback) drives these one part at a time, so it can upload
+    # parts while a file is still being written and copy unchanged ranges server-side.
+
+    async def put_file(self, key: str, fd: int, size: int, metadata: dict[str, str],
+                       content_type: str) -> dict:
+        """One PutObject of the first ``size`` bytes of local file ``fd`` (read in chunks)."""
+        def put() -> dict:
+            with _file_range(fd, 0, size) as body:
+                return self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                              Metadata=metadata, ContentType=content_type)
+        return await self._run(f"PUT {key}", put)
+
+    async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str) -> str:
+        """CreateMultipartUpload; returns the upload id."""
+        response = await self._run(f"CREATE MULTIPART {key}", self.client.create_multipart_upload,
+                                   Bucket=self.bucket, Key=key, Metadata=metadata,
+                                   ContentType=content_type)
+        return response["UploadId"]
+
+    async def upload_part(self, key: str, upload_id: str, part: int, fd: int, start: int,
+                          length: int) -> str:
+        """UploadPart of bytes ``[start, start+length)`` of local file ``fd``; returns the ETag.
+
+        The part is read through a descriptor of its own (``/proc/self/fd``), in chunks, so
+        memory never holds a whole part and the caller's file position is untouched.
+        """
+        def upload() -> str:
+            with _file_range(fd, start, length) as body:
+                return self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                               PartNumber=part, Body=body)["ETag"]
+        return await self._run(f"UPLOAD PART {part} of {key}", upload)
+
+    async def upload_part_copy(self, key: str, upload_id: str, part: int, source_key: str,
+                               start: int, length: int) -> str:
+        """UploadPartCopy of bytes ``[start, start+length)`` of ``source_key``; returns the ETag."""
+        response = await self._run(
+            f"COPY PART {part} of {key}", self.client.upload_part_copy, Bucket=self.bucket,
+            Key=key, UploadId=upload_id, PartNumber=part,
+            CopySource={"Bucket": self.bucket, "Key": source_key},
+            CopySourceRange=f"bytes={start}-{start + length - 1}")
+        return response["CopyPartResult"]["ETag"]
+
+    async def complete_multipart(self, key: str, upload_id: str, etags: dict[int, str]) -> dict:
+        """CompleteMultipartUpload with ``etags`` (part number -> ETag); never empty (OCI
+        refuses an empty part list: a zero-byte file is a plain PUT)."""
+        if not etags:
+            raise ValueError("a multipart upload needs at least one part")
+        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+        return await self._run(f"COMPLETE MULTIPART {key}", self.client.complete_multipart_upload,
+                               Bucket=self.bucket, Key=key, UploadId=upload_id,
+                               MultipartUpload={"Parts": parts})
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload; an upload already gone is not an error."""
+        try:
+            await self._run(f"ABORT MULTIPART {key}", self.client.abort_multipart_upload,
+                            Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except StoreError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+    async def multipart_uploads(self, key_prefix: str) -> list[dict]:
+        """ListMultipartUploads under ``key_prefix``: every upload not completed nor aborted."""
+        def list_all() -> list[dict]:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            return [upload for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix)
+                    for upload in page.get("Uploads", [])]
+        return await self._run(f"LIST MULTIPART {key_prefix}", list_all)
+
+
+def _file_range(fd: int, start: int, length: int) -> ReadFileChunk:
+    """A file object over ``[start, start+length)`` of ``fd``, through a new descriptor.
+
+    s3transfer's ReadFileChunk is what boto3's own multipart uploads send: botocore can seek it
+    back to retry and learn its length, and reads it in chunks.
+    """
+    return ReadFileChunk.from_filename(f"/proc/self/fd/{fd}", start, length,
+                                       enable_callbacks=False)

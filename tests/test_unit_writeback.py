@@ -1,0 +1,163 @@
+"""Write-back of a staged file (ocifs.writeback) and the upload journal (ocifs.journal),
+driven directly against moto's in-process mock: no kernel, no mount."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import trio
+from moto import mock_aws
+
+from ocifs.credentials import Credentials
+from ocifs.journal import UploadJournal
+from ocifs.store import MiB, Store, StoreError, make_client
+from ocifs.writeback import FileWriteback, Target, Uploader
+
+BUCKET = "ocifs-unit-writeback"
+
+
+@pytest.fixture(scope="module")
+def aws():
+    mock = mock_aws()
+    mock.start()
+    try:
+        yield mock, make_client("https://s3.amazonaws.com", "us-east-1", Credentials("k", "s"),
+                                True, 1, 5, 5, 10)
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+def client(aws):
+    mock, c = aws
+    mock.reset()
+    c.create_bucket(Bucket=BUCKET)
+    return c
+
+
+@pytest.fixture
+def store(client):
+    return Store(client, BUCKET, multipart_threshold=5 * MiB, multipart_size=5 * MiB,
+                 parallel_count=2)
+
+
+@pytest.fixture
+def journal(tmp_path):
+    return UploadJournal(tmp_path, "https://s3.amazonaws.com", BUCKET, "")
+
+
+def target(key: str) -> Target:
+    return Target(key, {"mode": "33188"}, "application/octet-stream", key)
+
+
+def uploads(client) -> list[dict]:
+    return client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+
+
+def parts_count(client, key: str) -> int:
+    return client.head_object(Bucket=BUCKET, Key=key, PartNumber=1).get("PartsCount", 1)
+
+
+def test_streamed_parts_then_finish(client, store, journal):
+    data = os.urandom(12 * MiB + 7)
+    seen: dict = {}
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            uploader = Uploader.for_store(store)
+            uploader.nursery, uploader.journal = nursery, journal
+            with tempfile.TemporaryFile() as staged:
+                wb = FileWriteback(uploader, staged.fileno(), 0)
+                os.pwrite(staged.fileno(), data, 0)
+                wb.changed(0, len(data))
+                await wb.stream(len(data), len(data), lambda: target("s.bin"))
+                await wb.wait_in_flight()
+                seen["parts"] = sorted(wb.done)
+                seen["journal"] = json.loads(journal.path.read_text())["uploads"]
+                await wb.finish(len(data), target("s.bin"))
+
+    trio.run(main)
+    assert seen["parts"] == [1, 2]  # the complete parts went up before finish
+    assert list(seen["journal"].values()) == ["s.bin"]
+    assert client.get_object(Bucket=BUCKET, Key="s.bin")["Body"].read() == data
+    assert parts_count(client, "s.bin") == 3
+    assert uploads(client) == [] and not journal.path.exists()
+
+
+def test_unchanged_ranges_are_copied_and_small_files_are_one_put(client, store):
+    original = os.urandom(16 * MiB)
+    client.put_object(Bucket=BUCKET, Key="c.bin", Body=original)
+    changed = bytearray(original)
+    changed[6 * MiB:6 * MiB + 3] = b"new"
+
+    async def main():
+        uploader = Uploader.for_store(store)
+        with tempfile.TemporaryFile() as staged:
+            os.pwrite(staged.fileno(), bytes(changed), 0)
+            wb = FileWriteback(uploader, staged.fileno(), len(original))
+            wb.changed(6 * MiB, 6 * MiB + 3)
+            await wb.finish(len(changed), target("c.bin"))
+            assert wb.sent_bytes == 0  # reset once stored
+            # Shrunk below the threshold: the multipart path is left for a single PUT.
+            staged.truncate(MiB)
+            wb.truncated(len(changed), MiB)
+            await wb.finish(MiB, target("c.bin"))
+
+    trio.run(main)
+    assert client.get_object(Bucket=BUCKET, Key="c.bin")["Body"].read() == bytes(changed[:MiB])
+    assert parts_count(client, "c.bin") == 1
+
+
+def test_zero_byte_file_is_a_plain_put(client, store):
+    async def main():
+        with tempfile.TemporaryFile() as staged:
+            await FileWriteback(Uploader.for_store(store), staged.fileno(), 0).finish(0, target("z"))
+    trio.run(main)
+    assert client.head_object(Bucket=BUCKET, Key="z")["ContentLength"] == 0
+
+
+def test_failure_aborts_and_keeps_a_recovery_copy(client, store, journal, tmp_path):
+    data = os.urandom(11 * MiB)
+
+    async def failing():
+        uploader = Uploader.for_store(store)
+        uploader.journal = journal
+        with tempfile.TemporaryFile() as staged:
+            os.pwrite(staged.fileno(), data, 0)
+            wb = FileWriteback(uploader, staged.fileno(), 0)
+            wb.changed(0, len(data))
+            wb.upload_id = await store.create_multipart("f.bin", {}, "x")
+            wb.upload_key = "f.bin"
+            journal.add("f.bin", wb.upload_id)
+            await wb.fail("f.bin", StoreError(5, "simulated"))
+            await wb.fail("f.bin", StoreError(5, "again"))  # same data: no second copy
+
+    trio.run(failing)
+    copies = list((tmp_path / "recovery").iterdir())
+    assert len(copies) == 1 and copies[0].read_bytes() == data
+    assert uploads(client) == [] and not journal.path.exists()
+
+
+def test_next_mount_aborts_only_uploads_of_dead_mounts(client, store, journal, tmp_path):
+    orphan = client.create_multipart_upload(Bucket=BUCKET, Key="o.bin")["UploadId"]
+    foreign = client.create_multipart_upload(Bucket=BUCKET, Key="other.bin")["UploadId"]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = tmp_path / f"uploads-{journal.tag}-{dead.pid}-1.json"
+    gone.write_text(json.dumps({"uploads": {orphan: "o.bin"}}))
+    # A running mount's journal (a process whose command line names ocifs) is left alone.
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ocifs-mount"])
+    try:
+        live = tmp_path / f"uploads-{journal.tag}-{running.pid}-2.json"
+        live.write_text(json.dumps({"uploads": {foreign: "other.bin"}}))
+        assert trio.run(journal.abort_orphans, store) == 1
+    finally:
+        running.kill()
+        running.wait()
+    assert [u["UploadId"] for u in uploads(client)] == [foreign]
+    assert live.exists() and not gone.exists()
