@@ -16,7 +16,7 @@ from .mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmou
                     is_mounted, parse_bucket, prepare, run_mount, wait_for_exit)
 from .options import OptionError, options_help, parse_options
 
-COMMANDS = ("mount", "umount", "unmount", "demo")
+COMMANDS = ("mount", "umount", "unmount", "demo", "container", "healthcheck")
 
 
 def _mount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default="./ocifs-demo/data", help="where the server keeps its data")
     demo.add_argument("--server", choices=("seaweedfs", "moto"), default="seaweedfs")
     _option_arguments(demo)
+    _container_arguments(commands)
     return parser
+
+
+def _container_arguments(commands) -> None:
+    """``ocifs container`` (the efrecon/s3fs-compatible image entrypoint) and ``ocifs healthcheck``."""
+    container = commands.add_parser(
+        "container", help="image entrypoint: mount from AWS_S3_* variables, then run COMMAND")
+    container.add_argument("--healthcheck", action="store_true",
+                           help="check the mount of a running container instead")
+    container.add_argument("container_command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                           help="run once the bucket is mounted (default: wait for a signal)")
+    health = commands.add_parser("healthcheck", help="exit 0 if MOUNTPOINT answers a real operation")
+    health.add_argument("mountpoint", nargs="?", help="default: $AWS_S3_MOUNT")
+    health.add_argument("--timeout", type=float, default=None,
+                        help="seconds (default: $OCIFS_HEALTHCHECK_TIMEOUT or 5)")
+
+
+def cmd_container(args: argparse.Namespace) -> int:
+    from . import container
+    return container.main(args)
 
 
 def _fail(message: str) -> int:
@@ -126,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "demo": cmd_demo}
+    handlers = {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "demo": cmd_demo,
+                "container": cmd_container, "healthcheck": cmd_container}
     try:
         return handlers[args.command](args)
     except (MountError, OptionError) as exc:
