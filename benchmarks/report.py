@@ -1,0 +1,307 @@
+"""Turn a results JSON into a Markdown table and PNG charts (matplotlib, Agg backend).
+
+    python -m benchmarks.report benchmarks/results/latest.json
+
+Every figure is the median over the repetitions.  Ratios are *speed* ratios, so > 1 always
+means faster than the reference: throughput / reference throughput, or reference time / time.
+Peak RSS is given in MiB with its plain ratio to s3fs (> 1 = more memory).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.workloads import METRICS, RSS_METRICS  # noqa: E402
+
+ORDER = ("ocifs", "s3fs", "rclone", "boto3", "local")
+COLORS = {"ocifs": "#1f77b4", "s3fs": "#ff7f0e", "rclone": "#2ca02c", "boto3": "#7f7f7f",
+          "local": "#9467bd"}
+
+
+def median_of(reps: list[dict], metric: str) -> float | None:
+    values = [r["metrics"].get(metric) for r in reps if not r.get("error")]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(run: dict) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """(workload, metric) → target → {value, verified, n, error}."""
+    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for (wl, metric) in list(METRICS) + list(RSS_METRICS):
+        per_target = run["results"].get(wl, {})
+        for target, reps in per_target.items():
+            cell = out.setdefault((wl, metric), {})
+            cell[target] = {"value": median_of(reps, metric),
+                            "verified": all(r.get("verified") for r in reps),
+                            "errors": [r["error"] for r in reps if r.get("error")],
+                            "n": len(reps)}
+    return out
+
+
+def speed_ratio(value: float | None, ref: float | None, better: str) -> float | None:
+    if value is None or ref is None or value <= 0 or ref <= 0:
+        return None
+    return value / ref if better == "higher" else ref / value
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if v == 0:
+        s = "0"
+    elif abs(v) < 0.01:
+        s = f"{v:.2g}"
+    elif abs(v) >= 100:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    elif abs(v) >= 1:
+        s = f"{v:.2f}"
+    else:
+        s = f"{v:.3f}"
+    return f"{s} {unit}".strip()
+
+
+def _fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "–"
+    return f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
+
+
+def _targets(run: dict) -> list[str]:
+    seen = {t for per in run["results"].values() for t in per}
+    return [t for t in ORDER if t in seen]
+
+
+def markdown(data: dict, chart_names: dict[float, list[str]] | None = None) -> str:
+    meta = data["meta"]
+    sz = meta["sizes"]
+    lines = [
+        "# ocifs vs s3fs-fuse vs rclone mount: benchmark results",
+        "",
+        f"{meta['date']} · {meta['host']['cpus']} CPUs ({meta['host']['cpu']}), "
+        f"{meta['host']['mem_MiB']} MiB RAM, Linux {meta['host']['kernel']} · S3 server: "
+        f"{meta['server']} on 127.0.0.1 · medians of {meta['reps']} repetitions · "
+        f"{meta.get('elapsed_s', 0) / 60:.0f} min in all",
+        "",
+        f"Sizes: sequential/random/rename file {sz['size']}; big write {sz['big_size']} "
+        f"({', '.join(meta['big_targets'])}{_big_lat(meta)}); {sz['files']} small files of {sz['small_size']} and "
+        f"{sz['files']} objects for `ls -l`; `find` over {sz['tree_entries']} entries; Redis "
+        f"dataset {sz['redis_size']} (`rdbcompression no`).",
+        "",
+        "Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        "Each cell: median value, then its speed ratio to s3fs and to direct boto3 "
+        "(**> 1 = faster** than that reference). Peak RSS rows: MiB of the filesystem process "
+        "(VmHWM, reset before each measurement) and its ratio to s3fs (> 1 = more memory). "
+        "✗ = a repetition failed its byte-exact check; ERR = a repetition failed.",
+    ]
+    if meta.get("skipped_targets"):
+        lines += ["", "Skipped: " + ", ".join(f"{t} ({why})" for t, why in
+                                              meta["skipped_targets"].items())]
+    if meta.get("notes"):
+        lines += ["", "Notes: " + "; ".join(meta["notes"])]
+    for run in data["runs"]:
+        lat = run["latency_ms"]
+        title = ("no added latency" if not lat else
+                 f"+{lat:g} ms each way through the latency proxy ({2 * lat:g} ms per round trip)")
+        targets = _targets(run)
+        summary = summarize(run)
+        lines += ["", f"## {title}", "",
+                  "| workload | " + " | ".join(targets) + " |",
+                  "|---|" + "---|" * len(targets)]
+        for key, (label, unit, better) in METRICS.items():
+            if key not in summary:
+                continue
+            cells = summary[key]
+            ref_s3fs = cells.get("s3fs", {}).get("value")
+            ref_boto3 = cells.get("boto3", {}).get("value")
+            row = [f"{_label(label, data)} ({unit})"]
+            for t in targets:
+                c = cells.get(t)
+                if c is None:
+                    row.append("")
+                    continue
+                text = _fmt(c["value"])
+                if c["value"] is not None:
+                    rs = speed_ratio(c["value"], ref_s3fs, better) if t != "s3fs" else None
+                    rb = speed_ratio(c["value"], ref_boto3, better) if t != "boto3" else None
+                    parts = []
+                    if rs is not None:
+                        parts.append(f"{_fmt_ratio(rs)} s3fs")
+                    if rb is not None:
+                        parts.append(f"{_fmt_ratio(rb)} boto3")
+                    if parts:
+                        text += " (" + ", ".join(parts) + ")"
+                text += _flags(c)
+                row.append(text)
+            lines.append("| " + " | ".join(row) + " |")
+        fs_targets = [t for t in targets if t in ("ocifs", "s3fs", "rclone")]
+        if fs_targets:
+            lines += ["", "Peak RSS of the filesystem process (MiB):", "",
+                      "| during | " + " | ".join(fs_targets) + " |",
+                      "|---|" + "---|" * len(fs_targets)]
+            for key, label in RSS_METRICS.items():
+                if key not in summary:
+                    continue
+                cells = summary[key]
+                ref = cells.get("s3fs", {}).get("value")
+                row = [label]
+                for t in fs_targets:
+                    c = cells.get(t)
+                    if c is None:
+                        row.append("")
+                        continue
+                    text = _fmt(c["value"])
+                    if t != "s3fs" and c["value"] and ref:
+                        text += f" ({c['value'] / ref:.2f}× s3fs)"
+                    row.append(text + _flags(c))
+                lines.append("| " + " | ".join(row) + " |")
+        total = sum(len(reps) for per in run["results"].values() for reps in per.values())
+        ok = sum(bool(r.get("verified")) for per in run["results"].values()
+                 for reps in per.values() for r in reps)
+        lines += ["", f"Byte-exact verification: {ok} of {total} measurements passed."]
+        for e in run.get("errors", []):
+            lines.append(f"- ERR {e['workload']} / {e['target']} (rep {e['rep'] + 1}): {e['error']}")
+        for name in (chart_names or {}).get(lat, []):
+            lines += ["", f"![{name}]({name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _big_lat(meta: dict) -> str:
+    lats = meta.get("big_latency_ms")
+    if lats is None:
+        return ""
+    return "; only " + " and ".join("without added latency" if not x else f"at +{x:g} ms"
+                                    for x in lats)
+
+
+def _label(label: str, data: dict) -> str:
+    return label.replace(" N ", f" {data['meta']['sizes']['files']:,} ")
+
+
+def _flags(c: dict) -> str:
+    if c["errors"]:
+        return " ERR"
+    return "" if c["verified"] else " ✗"
+
+
+def charts(data: dict, out: Path, name: str) -> dict[float, list[str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: dict[float, list[str]] = {}
+    for run in data["runs"]:
+        lat = run["latency_ms"]
+        tag = f"{lat:g}ms"
+        summary = summarize(run)
+        targets = _targets(run)
+        files = []
+        for ref in ("s3fs", "boto3"):
+            shown = [t for t in targets if t != ref and any(
+                (summary.get(k) or {}).get(t, {}).get("value") is not None for k in METRICS)]
+            rows = []
+            for key, (label, unit, better) in METRICS.items():
+                cells = summary.get(key)
+                if not cells or ref not in cells:
+                    continue
+                rv = cells[ref]["value"]
+                rows.append((label, {t: speed_ratio(cells.get(t, {}).get("value"), rv, better)
+                                     for t in shown}))
+            if not rows or not shown:
+                continue
+            n_bars = len(rows) * len(shown)
+            fig, ax = plt.subplots(figsize=(10, 0.16 * n_bars + 0.25 * len(rows) + 1.2))
+            height = 0.8 / len(shown)
+            for i, t in enumerate(shown):
+                ys = [len(rows) - 1 - r - (i - (len(shown) - 1) / 2) * height for r in range(len(rows))]
+                xs = [row[1][t] for row in rows]
+                # Bars start at 1× (same speed) and go right (faster) or left (slower).
+                ax.barh([y for y, x in zip(ys, xs) if x], [x - 1 for x in xs if x], left=1,
+                        height=height * 0.95, color=COLORS.get(t), label=t)
+                if t == "ocifs":
+                    for y, x in zip(ys, xs):
+                        if x:
+                            ax.annotate(_fmt_ratio(x), (x, y), xytext=(3 if x >= 1 else -3, 0),
+                                        textcoords="offset points", va="center", fontsize=7,
+                                        ha="left" if x >= 1 else "right")
+            ax.axvline(1.0, color="black", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels([_label(row[0], data) for row in reversed(rows)], fontsize=8)
+            lo = min([x for row in rows for x in row[1].values() if x] + [0.5])
+            hi = max([x for row in rows for x in row[1].values() if x] + [2])
+            ax.set_xlim(lo / 2, hi * 2)
+            ax.set_xlabel(f"speed relative to {ref} (log scale; > 1 = faster than {ref})")
+            lat_text = "no added latency" if not lat else f"+{lat:g} ms each way"
+            ax.set_title(f"Speed relative to {ref} — {lat_text}, medians of {data['meta']['reps']}")
+            ax.legend(loc="best", fontsize=8)
+            ax.grid(axis="x", which="both", alpha=0.3)
+            fig.tight_layout()
+            fname = f"{name}-vs-{ref}-{tag}.png"
+            fig.savefig(out / fname, dpi=110)
+            plt.close(fig)
+            files.append(fname)
+        fs_targets = [t for t in targets if t in ("ocifs", "s3fs", "rclone") and any(
+            (summary.get(k) or {}).get(t, {}).get("value") is not None for k in RSS_METRICS)]
+        rss_rows = [(label, summary[key]) for key, label in RSS_METRICS.items() if key in summary]
+        if fs_targets and rss_rows:
+            fig, ax = plt.subplots(figsize=(10, 0.45 * len(rss_rows) * len(fs_targets) / 2 + 1.8))
+            height = 0.8 / len(fs_targets)
+            for i, t in enumerate(fs_targets):
+                ys = [len(rss_rows) - 1 - r + (i - (len(fs_targets) - 1) / 2) * height
+                      for r in range(len(rss_rows))]
+                xs = [(row[1].get(t, {}).get("value") or 0) for row in rss_rows]
+                ax.barh(ys, xs, height=height, color=COLORS.get(t), label=t)
+            ax.set_yticks(range(len(rss_rows)))
+            ax.set_yticklabels([row[0] for row in reversed(rss_rows)], fontsize=8)
+            ax.set_xlabel("peak RSS of the filesystem process (MiB, lower is better)")
+            ax.set_title(f"Peak RSS — {'no added latency' if not lat else f'+{lat:g} ms each way'}")
+            ax.legend(loc="lower right", fontsize=8)
+            ax.grid(axis="x", alpha=0.3)
+            fig.tight_layout()
+            fname = f"{name}-rss-{tag}.png"
+            fig.savefig(out / fname, dpi=110)
+            plt.close(fig)
+            files.append(fname)
+        made[lat] = files
+    return made
+
+
+def generate(json_path: Path, out: Path, name: str) -> tuple[Path, list[Path]]:
+    data = json.loads(Path(json_path).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    made = charts(data, out, name)
+    md = out / f"{name}.md"
+    md.write_text(markdown(data, made))
+    return md, [out / f for files in made.values() for f in files]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
+    ap.add_argument("json", type=Path)
+    ap.add_argument("--out", type=Path, default=None, help="default: the JSON file's directory")
+    ap.add_argument("--name", default=None, help="default: the JSON file's stem")
+    args = ap.parse_args(argv)
+    md, pngs = generate(args.json, args.out or args.json.parent, args.name or args.json.stem)
+    print(md)
+    for p in pngs:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
