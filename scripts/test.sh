@@ -24,4 +24,5 @@ fi
 # The whole suite, then the core, multipart and Redis tests again through tests/oci_proxy.py,
 # which fails any test during which ocifs sent a request OCI's S3 API would refuse.
 run
-run --oci-proxy tests/test_oci_proxy.py tests/test_mount_ops.py tests/test_redis.py tests/test_lifecycle.py
+run --oci-proxy tests/test_oci_proxy.py tests/test_mount_ops.py tests/test_redis.py tests/test_lifecycle.py \
+    tests/test_write_path.py
