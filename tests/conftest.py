@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (CI installs it)")
     return path
+
+
+@pytest.fixture
+def dev_fuse_for_everyone():
+    """Debian's /dev/fuse is 0666; some sandboxes make it 0600, which forbids every
+    unprivileged FUSE mount (s3fs's too).  Give it Debian's mode for the test, then put it back."""
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    os.chmod("/dev/fuse", mode | 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/fuse", mode)
 
 
 @pytest.fixture(scope="session", params=SERVER_KINDS)

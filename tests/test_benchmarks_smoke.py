@@ -32,9 +32,8 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
     from benchmarks import run as bench_run
     from benchmarks.workloads import WORKLOADS
 
-    targets = ["ocifs", "s3fs", "boto3", "local"]
-    if shutil.which("rclone"):
-        targets.insert(2, "rclone")
+    require_tool("rclone")
+    targets = ["ocifs", "s3fs", "rclone", "boto3", "local"]
     out = tmp_path / "results"
     argv = ["--server", "url", "--endpoint-url", seaweed_server.endpoint_url,
             "--access-key", seaweed_server.access_key, "--secret-key", seaweed_server.secret_key,
