@@ -9,7 +9,6 @@ written.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
