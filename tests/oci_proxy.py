@@ -42,13 +42,18 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import select
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
@@ -375,7 +380,7 @@ class OciProxy:
     """
 
     def __init__(self, backend_url: str, host: str = "127.0.0.1",
-                 backend_timeout: float = 300.0) -> None:
+                 backend_timeout: float = 300.0, record_file: str | None = None) -> None:
         parts = urlsplit(backend_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"backend must be an http:// URL, not {backend_url!r}")
@@ -387,6 +392,7 @@ class OciProxy:
         self.refusals: list[tuple[str, str, str]] = []
         self.refusal_details: list[dict[str, Any]] = []
         self.requests = 0
+        self.record_file = record_file  # refusals also appended here, one JSON object a line
         self._lock = threading.Lock()
         self._server: _ProxyHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -465,11 +471,14 @@ class OciProxy:
                 headers: list[tuple[str, str]]) -> None:
         shown = [(k, v.split("Signature=")[0] + "Signature=..." if k.lower() == "authorization"
                   else v) for k, v in headers]
+        detail = {"rule": refusal.rule, "method": method, "path": target, "status": refusal.status,
+                  "code": refusal.code, "message": refusal.message, "headers": shown}
         with self._lock:
             self.refusals.append((refusal.rule, method, target))
-            self.refusal_details.append({
-                "rule": refusal.rule, "method": method, "path": target, "status": refusal.status,
-                "code": refusal.code, "message": refusal.message, "headers": shown})
+            self.refusal_details.append(detail)
+            if self.record_file:
+                with open(self.record_file, "a") as record:
+                    record.write(json.dumps(detail) + "\n")
         log.warning("OCI proxy refused %s %s: rule %s -> %d %s (%s); headers: %s", method,
                     target, refusal.rule, refusal.status, refusal.code, refusal.message, shown)
 
@@ -559,6 +568,61 @@ class OciProxy:
                        "CompleteMultipartUpload lists no parts")
 
 
+class ProxyProcess:
+    """An :class:`OciProxy` run in a child process, with the same ``endpoint_url``,
+    ``refusals``, ``refusal_details``, ``start``/``stop``.
+
+    Mount tests need it out of this process: a test holding a file open on a mount while it
+    starts a subprocess makes the kernel flush that file during the subprocess's start, and the
+    upload must not depend on a proxy thread of the (then blocked) test process.
+    """
+
+    def __init__(self, backend_url: str) -> None:
+        self.backend_url = backend_url
+        self._record = Path(tempfile.mkdtemp(prefix="oci-proxy-")) / "refusals.jsonl"
+        self._process: subprocess.Popen | None = None
+        self._port: int | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("the proxy process is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> "ProxyProcess":
+        if self._process is not None:
+            return self
+        self._record.touch()
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, self.backend_url, str(self._record)],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+        line = self._process.stdout.readline().decode().strip()
+        if not line.isdigit():
+            self.stop()
+            raise RuntimeError(f"the OCI proxy process did not start ({line!r})")
+        self._port = int(line)
+        return self
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        self._port = None
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+
+    @property
+    def refusal_details(self) -> list[dict[str, Any]]:
+        text = self._record.read_text() if self._record.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    @property
+    def refusals(self) -> list[tuple[str, str, str]]:
+        return [(d["rule"], d["method"], d["path"]) for d in self.refusal_details]
+
+    def __repr__(self) -> str:
+        return f"<ProxyProcess {self.backend_url}, {len(self.refusals)} refusals>"
+
+
 class ProxiedServer:
     """A local S3 server seen through an :class:`OciProxy`.
 
@@ -568,9 +632,9 @@ class ProxiedServer:
     the wrapped server, ``proxy`` the proxy; other attributes are the server's.
     """
 
-    def __init__(self, server: Any, proxy: OciProxy | None = None) -> None:
+    def __init__(self, server: Any, proxy: OciProxy | ProxyProcess | None = None) -> None:
         self.server = server
-        self.proxy = proxy if proxy is not None else OciProxy(server.endpoint_url)
+        self.proxy = proxy if proxy is not None else ProxyProcess(server.endpoint_url)
         self.kind = f"{server.kind}+oci-proxy"
         self.backend_kind = server.kind
         self.access_key = server.access_key
@@ -607,3 +671,10 @@ class ProxiedServer:
 
     def __repr__(self) -> str:
         return f"<ProxiedServer {self.proxy!r} around {self.server!r}>"
+
+
+if __name__ == "__main__":
+    # The child of ProxyProcess: serve until terminated; print the port once listening.
+    proxy = OciProxy(sys.argv[1], record_file=sys.argv[2]).start()
+    print(proxy.port, flush=True)
+    threading.Event().wait()

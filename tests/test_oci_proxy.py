@@ -524,11 +524,15 @@ def test_proxied_server(backend, bucket):
         other = unique_bucket("oci")
         wrapped.create_bucket(other)  # direct, not through the proxy
         wrapped.client().put_object(Bucket=other, Key="direct", Body=b"d", ACL="public-read")
-        assert wrapped.proxy.requests == 0
+        assert wrapped.proxy.refusals == []  # not through the proxy
         c = ocifs_client(wrapped, wrapped.endpoint_url)
         c.put_object(Bucket=other, Key="via-proxy", Body=b"p")
         assert wrapped.client().get_object(Bucket=other, Key="via-proxy")["Body"].read() == b"p"
-        assert wrapped.proxy.requests == 1 and wrapped.proxy.refusals == []
+        assert wrapped.proxy.refusals == []
+        with pytest.raises(Exception):
+            c.put_object(Bucket=other, Key="acl", Body=b"a", ACL="public-read")
+        # The proxy runs in a child process; its refusals reach this one.
+        assert [rule for rule, _, _ in wrapped.proxy.refusals] == ["acl"]
         url = wrapped.endpoint_url
     with pytest.raises(RuntimeError):
         wrapped.endpoint_url  # noqa: B018 (stopped)
