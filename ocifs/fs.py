@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
+KERNEL_CACHE_MAX = 1.0  # seconds the kernel may keep an entry or attributes, at most
+
+
+def kernel_timeout(stat_cache_expire: float) -> float:
+    """How long the kernel may cache entries and attributes: as long as ocifs's own stat cache
+    would answer the same, but never more than :data:`KERNEL_CACHE_MAX`: the kernel's cache is
+    on top of ours (a change by another client shows within ``stat_cache_expire`` plus this)
+    and knows nothing of its evictions (``max_stat_cache_size``); with ``stat_cache_expire=0``
+    not at all, so every stat reaches the bucket."""
+    return max(0.0, min(stat_cache_expire, KERNEL_CACHE_MAX))
 
 
 def first_leaf(group: BaseExceptionGroup) -> BaseException:
@@ -90,7 +100,7 @@ class AttrView:
     replaces the permission bits of every entry (symlinks too) with ``0777 & ~umask``; both
     only change what is shown, never what is stored.  Directories report one link, the
     "count unknown" value that tells find(1) not to guess subdirectories from it.  ``root`` is the mountpoint's own attributes.
-    ``timeout`` is how long the kernel may cache entries and attributes.
+    ``timeout`` is how long the kernel may cache entries and attributes (:func:`kernel_timeout`).
     """
 
     root: ObjectAttrs

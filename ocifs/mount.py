@@ -28,7 +28,7 @@ import trio
 
 from . import objects
 from .credentials import Credentials, find_credentials
-from .fs import AttrView, Operations
+from .fs import AttrView, Operations, kernel_timeout
 from .journal import UploadJournal, state_dir
 from .openfiles import StagingLimits
 from .logs import reopen_logs, setup_logging
@@ -197,7 +197,8 @@ class Mount:
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
                          stat_cache_expire=opts.stat_cache_expire,
                          max_stat_cache_size=opts.max_stat_cache_size)
-        view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask)
+        view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
+                        timeout=kernel_timeout(opts.stat_cache_expire))
         limits = StagingLimits(
             directory=opts.use_cache,
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,

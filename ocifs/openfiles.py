@@ -1,12 +1,13 @@
 """Open files: reads by byte range, writes staged in a local file and written back to the bucket.
 
-Reads of a file nobody writes go straight to the store as ranged GETs, with a read-ahead
-window that grows while the reader is sequential.  The first write stages the file in a local
-temporary file (downloading the current object when the write keeps some of it).  How the
-staged bytes reach the bucket is :mod:`ocifs.writeback`'s job: big files written sequentially
-are uploaded part by part while they are written; flush (every close), fsync and the last
-release send what is left and make the object whole, so an object never appears under its
-name half-written (a PUT or a completed multipart upload is atomic).
+Reads of a file nobody writes go straight to the store as ranged GETs: chunks prefetched in
+parallel for a sequential reader, small direct ranges for a random one (:mod:`ocifs.prefetch`).
+The first write stages the file in a local temporary file (downloading the current object
+when the write keeps some of it).  How the staged bytes reach the bucket is
+:mod:`ocifs.writeback`'s job: big files written sequentially are uploaded part by part while
+they are written; flush (every close), fsync and the last release send what is left and make
+the object whole, so an object never appears under its name half-written (a PUT or a
+completed multipart upload is atomic).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from . import objects
 from .inodes import InodeTable
 from .journal import UploadJournal
 from .objects import ObjectAttrs
+from .prefetch import Prefetcher, ReadStream
 from .store import StoreError
 from .tree import Tree
 from .writeback import FileWriteback, Target, Uploader
@@ -32,8 +34,6 @@ from .writeback import FileWriteback, Target, Uploader
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-READAHEAD_MIN = 1 * MiB
-READAHEAD_MAX = 16 * MiB
 PROGRESS_INTERVAL = 5.0  # seconds between "bytes left" lines while unmounting
 _TIME_KEYS = ("mtime", "ctime", "atime")
 
@@ -76,13 +76,11 @@ class OpenFile:
 
 @dataclasses.dataclass
 class Handle:
-    """One open() of a file: the shared :class:`OpenFile` plus this reader's read-ahead."""
+    """One open() of a file: the shared :class:`OpenFile` plus this reader's stream of reads
+    from the bucket (made by the first read that goes to the bucket, closed at release)."""
 
     file: OpenFile
-    buffer_start: int = 0
-    buffer: bytes = b""
-    next_offset: int = 0
-    window: int = READAHEAD_MIN
+    stream: ReadStream | None = None
 
 
 class OpenFiles:
@@ -92,7 +90,8 @@ class OpenFiles:
     open sees the first one's writes; ``handles`` maps FUSE file handles to :class:`Handle`.
     ``limits`` says where local copies live (unlinked temporary files) and how much they hold.
     ``uploader`` is what every file's write-back shares (store, part layout, the nursery of
-    background part uploads once :meth:`start` was called).
+    background part uploads once :meth:`start` was called); ``prefetcher`` is what every
+    handle's reads share (byte budget, chunk requests in flight, the same nursery).
     """
 
     def __init__(self, tree: Tree, inodes: InodeTable, limits: StagingLimits = StagingLimits()) -> None:
@@ -100,6 +99,7 @@ class OpenFiles:
         self.inodes = inodes
         self.limits = limits
         self.uploader = Uploader.for_store(tree.store)
+        self.prefetcher = Prefetcher(tree.store)
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -109,6 +109,7 @@ class OpenFiles:
         upload), record multipart uploads in ``journal``, and abort those a crashed mount of
         the same bucket left behind."""
         self.uploader.nursery = nursery
+        self.prefetcher.nursery = nursery
         self.uploader.journal = journal
         if journal is not None:
             nursery.start_soon(self._abort_orphans, journal)
@@ -143,6 +144,8 @@ class OpenFiles:
 
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
+        if handle.stream is not None:
+            handle.stream.close()
         file = handle.file
         file.handles -= 1
         if file.handles > 0:
@@ -199,20 +202,13 @@ class OpenFiles:
         file = handle.file
         if file.staged is not None:
             return os.pread(file.staged.fileno(), size, offset)
-        end = min(offset + size, file.attrs.size)
-        if offset >= end:
-            return b""
-        buffer_end = handle.buffer_start + len(handle.buffer)
-        if not (handle.buffer_start <= offset and end <= buffer_end):
-            sequential = offset == handle.next_offset
-            handle.window = min(handle.window * 2, READAHEAD_MAX) if sequential else READAHEAD_MIN
-            length = min(max(size, handle.window), file.attrs.size - offset)
-            key = self.tree.store.key(self.inodes.path(file.inode))
-            handle.buffer = await self.tree.store.get_range(key, offset, length)
-            handle.buffer_start = offset
-        handle.next_offset = end
-        start = offset - handle.buffer_start
-        return handle.buffer[start:start + (end - offset)]
+        key = self.tree.store.key(self.inodes.path(file.inode))
+        stream = handle.stream
+        if stream is None or stream.size != file.attrs.size or stream.key != key:
+            if stream is not None:  # renamed or rewritten on this mount since: start afresh
+                stream.close()
+            stream = handle.stream = self.prefetcher.stream(key, file.attrs.size)
+        return await stream.read(offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         """Write into the staged copy; a sequential writer's completed parts go up meanwhile

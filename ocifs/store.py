@@ -24,6 +24,9 @@ from .credentials import Credentials
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MiB = 1024 * 1024
+# HEADs are small and mostly waiting for the round trip: a directory listing sends one per
+# entry not in the stat cache, so they get more threads (and connections) than other requests.
+HEAD_THREADS = 32
 
 # S3 error codes and the errno a program should see for them.
 _ERRNO_BY_CODE = {
@@ -107,7 +110,7 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
         retries={"mode": "standard", "total_max_attempts": retries + 1},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        max_pool_connections=max_pool,
+        max_pool_connections=max_pool + HEAD_THREADS,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         tcp_keepalive=True,
@@ -149,7 +152,9 @@ class ConflictRetry:
 class Store:
     """One bucket (and key prefix) seen through a boto3 client.
 
-    ``limiter`` bounds the worker threads doing requests; ``upload_config``/``copy_config`` are
+    ``limiter`` bounds the worker threads doing requests, ``head_limiter`` those doing HEADs
+    (at least :data:`HEAD_THREADS`, so ``ls -l`` of a big directory is not
+    ``entries / max_thread_count`` round trips long); ``upload_config``/``copy_config`` are
     boto3's transfer settings (multipart threshold, part size, parts in flight) for uploads and
     for server-side copies.
     """
@@ -162,6 +167,7 @@ class Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.limiter = trio.CapacityLimiter(max_threads)
+        self.head_limiter = trio.CapacityLimiter(max(max_threads, HEAD_THREADS))
         self.upload_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_size,
             max_concurrency=parallel_count, use_threads=True)
@@ -177,13 +183,14 @@ class Store:
     def path_of(self, key: str) -> str:
         return key[len(self.prefix):]
 
-    async def _run(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _run(self, what: str, fn: Callable[..., T], *args: Any,
+                   limiter: trio.CapacityLimiter | None = None, **kwargs: Any) -> T:
         def call() -> T:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
                 raise to_store_error(exc, what) from None
-        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+        return await trio.to_thread.run_sync(call, limiter=limiter or self.limiter)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -199,7 +206,8 @@ class Store:
     async def head(self, key: str) -> dict | None:
         """HeadObject, or None when there is no such object."""
         try:
-            return await self._run(f"HEAD {key}", self.client.head_object, Bucket=self.bucket, Key=key)
+            return await self._run(f"HEAD {key}", self.client.head_object, Bucket=self.bucket,
+                                   Key=key, limiter=self.head_limiter)
         except StoreError as exc:
             if exc.errno == errno.ENOENT:
                 return None

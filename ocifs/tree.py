@@ -122,7 +122,7 @@ class Tree:
         """Entries of directory ``path`` (sorted by name) with their attributes.
 
         One paginated ListObjectsV2 gives the names; attributes not in the cache are fetched
-        with concurrent HEADs (bounded by the store's thread limit), since the s3fs headers
+        with concurrent HEADs (bounded by the store's HEAD thread limit), since the s3fs headers
         (mode, owner, mtime) are not in a listing.
         """
         prefix = self._dir_prefix(path)

@@ -1,0 +1,236 @@
+"""Reads of objects nobody on this mount writes: sequential prefetch, small direct ranges.
+
+Each read handle has a :class:`ReadStream`.  A reader that starts at offset 0, or keeps reading
+where it stopped, is *sequential*: several ranged GETs of :data:`CHUNK` bytes are kept in
+flight ahead of it, in a window growing from one chunk to :data:`WINDOW_MAX` as it consumes
+them, and its reads are served from completed chunks.  Any other reader is *random*: each
+read is one small ranged GET (at least :data:`DIRECT_MIN`), nothing is fetched ahead, no whole
+object is ever downloaded.
+
+Prefetched bytes are bounded for the whole mount by a :class:`ByteBudget`: a chunk is only
+requested when the budget has room, and a sequential reader that finds none reads directly
+(ranges of :data:`DIRECT_SEQUENTIAL`) until room comes back.  Chunk GETs run as tasks of the
+mount's background nursery (the one that runs part uploads), at most :data:`MAX_REQUESTS` at
+once (fewer with a small ``max_thread_count``: two threads stay for other requests), and a
+failed chunk is reported to the reader that needs it, never to the nursery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+
+import trio
+
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+KiB = 1024
+MiB = 1024 * KiB
+CHUNK = 8 * MiB
+WINDOW_MAX = 32 * MiB
+BUDGET = 128 * MiB          # prefetched bytes held or in flight, all handles together
+MAX_REQUESTS = 8            # chunk GETs in flight, all handles together (see Prefetcher)
+SLACK = 2 * MiB             # how far from where it stopped a read still counts as sequential
+DIRECT_MIN = 128 * KiB      # smallest direct range (one kernel readahead unit)
+DIRECT_SEQUENTIAL = 1 * MiB  # direct range of a sequential reader the budget turned away
+
+
+class ByteBudget:
+    """Bytes the prefetcher may hold: ``used`` of ``capacity`` (chunks held or in flight)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.capacity:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+        assert self.used >= 0
+
+
+@dataclasses.dataclass(eq=False)
+class Chunk:
+    """Bytes ``[start, end)`` of an object, fetched ahead of a reader.
+
+    ``done`` is set once ``data`` or ``error`` is there.  ``dropped`` says no reader wants it
+    any more: its budget is given back as soon as it is not in flight.
+    """
+
+    start: int
+    end: int
+    data: bytes | None = None
+    error: StoreError | None = None
+    dropped: bool = False
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+
+class Prefetcher:
+    """What every :class:`ReadStream` of the mount shares: the store, the byte budget, the
+    limit on chunk requests in flight (``request_limiter``: chunk GETs also take one of the
+    store's threads, so two of those are always left to other requests), and the nursery the
+    chunk fetches run in (``None`` until :meth:`ocifs.openfiles.OpenFiles.start`: reads are
+    then all direct)."""
+
+    def __init__(self, store: Store, budget: int = BUDGET,
+                 max_requests: int = MAX_REQUESTS) -> None:
+        self.store = store
+        self.budget = ByteBudget(budget)
+        threads = int(store.limiter.total_tokens)
+        self.request_limiter = trio.CapacityLimiter(max(1, min(max_requests, threads - 2)))
+        self.nursery: trio.Nursery | None = None
+
+    def stream(self, key: str, size: int) -> "ReadStream":
+        return ReadStream(self, key, size)
+
+
+class ReadStream:
+    """One handle's reads of the object ``key`` of ``size`` bytes.
+
+    ``chunks`` are the prefetched ranges in offset order (held or in flight), ``ahead`` the end
+    of the last one requested; ``window`` how far ahead of the reader chunks are requested.
+    ``next_offset`` is where the last read ended and ``streak`` how many reads in a row were
+    sequential.  ``direct``/``direct_start`` keep the last direct range (the kernel often reads
+    the rest of it next).
+    """
+
+    def __init__(self, prefetcher: Prefetcher, key: str, size: int) -> None:
+        self.prefetcher = prefetcher
+        self.key = key
+        self.size = size
+        self.chunks: list[Chunk] = []
+        self.ahead = 0
+        self.window = CHUNK
+        self.next_offset = 0
+        self.streak = 0
+        self.direct = b""
+        self.direct_start = 0
+        self.closed = False
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read(self, offset: int, size: int) -> bytes:
+        end = min(offset + size, self.size)
+        if offset >= end:
+            return b""
+        sequential = self._is_sequential(offset)
+        self.streak = self.streak + 1 if sequential else 0
+        self.next_offset = end
+        if sequential and (offset == 0 or self.streak >= 2):
+            self._drop_behind(offset)
+            self._fill_window(offset)
+        elif not sequential:
+            self._drop_all()
+        pieces: list[bytes] = []
+        position = offset
+        while position < end:
+            chunk = self._chunk_at(position)
+            if chunk is None:
+                pieces.append(await self._read_direct(position, end, sequential))
+                break
+            await chunk.done.wait()
+            if chunk.error is not None:
+                raise chunk.error
+            if chunk.data is None:  # dropped meanwhile by a concurrent read that jumped away
+                pieces.append(await self._read_direct(position, end, sequential))
+                break
+            stop = min(end, chunk.end)
+            pieces.append(chunk.data[position - chunk.start:stop - chunk.start])
+            position = stop
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _is_sequential(self, offset: int) -> bool:
+        if offset == 0 or self._chunk_at(offset) is not None:
+            return True
+        return self.next_offset > 0 and abs(offset - self.next_offset) <= SLACK
+
+    def _chunk_at(self, offset: int) -> Chunk | None:
+        for chunk in self.chunks:
+            if chunk.start <= offset < chunk.end:
+                return chunk
+        return None
+
+    async def _read_direct(self, start: int, end: int, sequential: bool) -> bytes:
+        if self.direct_start <= start and end <= self.direct_start + len(self.direct):
+            return self.direct[start - self.direct_start:end - self.direct_start]
+        length = max(end - start, DIRECT_SEQUENTIAL if sequential else DIRECT_MIN)
+        length = min(length, self.size - start)
+        data = await self.prefetcher.store.get_range(self.key, start, length)
+        self.direct, self.direct_start = data, start
+        return data[:end - start]
+
+    # -- prefetch -------------------------------------------------------------------------
+
+    def _fill_window(self, offset: int) -> None:
+        """Request chunks up to ``window`` bytes past ``offset``, as the budget allows."""
+        prefetcher = self.prefetcher
+        if prefetcher.nursery is None or self.closed:
+            return
+        if not self.chunks or self.ahead < offset:
+            self.ahead = offset
+        target = min(self.size, offset + self.window)
+        while self.ahead < target:
+            length = min(CHUNK, self.size - self.ahead)
+            if not prefetcher.budget.take(length):
+                break
+            chunk = Chunk(self.ahead, self.ahead + length)
+            self.chunks.append(chunk)
+            self.ahead = chunk.end
+            prefetcher.nursery.start_soon(self._fetch, chunk)
+
+    async def _fetch(self, chunk: Chunk) -> None:
+        prefetcher = self.prefetcher
+        try:
+            async with prefetcher.request_limiter:
+                if not chunk.dropped:
+                    chunk.data = await prefetcher.store.get_range(self.key, chunk.start,
+                                                                  chunk.end - chunk.start)
+                    if len(chunk.data) != chunk.end - chunk.start:
+                        raise StoreError(errno.EIO, f"GET {self.key}: short read (object changed?)")
+        except StoreError as exc:
+            chunk.error = exc
+        except Exception as exc:  # noqa: BLE001 - a failed chunk must never stop the mount
+            log.exception("prefetching %s failed", self.key)
+            chunk.error = StoreError(errno.EIO, f"GET {self.key}: {exc}")
+        finally:
+            chunk.done.set()
+            if chunk.dropped:
+                chunk.data = None
+                prefetcher.budget.give_back(chunk.end - chunk.start)
+
+    def _drop(self, chunk: Chunk) -> None:
+        chunk.dropped = True
+        if chunk.done.is_set():
+            chunk.data = None
+            self.prefetcher.budget.give_back(chunk.end - chunk.start)
+        # else: _fetch gives the budget back when the request ends
+
+    def _drop_behind(self, offset: int) -> None:
+        """Forget chunks the reader is done with; each one consumed widens the window."""
+        keep = []
+        for chunk in self.chunks:
+            if chunk.end <= offset - SLACK:
+                self._drop(chunk)
+                self.window = min(self.window * 2, WINDOW_MAX)
+            else:
+                keep.append(chunk)
+        self.chunks = keep
+
+    def _drop_all(self) -> None:
+        for chunk in self.chunks:
+            self._drop(chunk)
+        self.chunks = []
+        self.window = CHUNK
+
+    def close(self) -> None:
+        """The handle is released: give everything back (chunks in flight when they end)."""
+        self.closed = True
+        self._drop_all()
+        self.direct = b""

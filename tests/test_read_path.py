@@ -1,0 +1,297 @@
+"""The read path: prefetch for sequential readers, small ranges for random ones, caches.
+
+First the prefetcher alone (ocifs.prefetch with a fake store: no server, no kernel), then
+through real mounts: byte-exact sequential and random reads of objects written with boto3,
+the mount's memory bounded while a big file is read, and a change made by another client (or
+another mount) seen once ``stat_cache_expire`` (plus the kernel's own cache) has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+
+import pytest
+import trio
+
+from mounting import unique_bucket
+from ocifs import prefetch
+from ocifs.fs import KERNEL_CACHE_MAX, kernel_timeout
+from ocifs.mount import pidfile_path
+from ocifs.prefetch import CHUNK, Prefetcher
+from ocifs.store import StoreError
+
+MiB = 1024 * 1024
+
+
+# -- the prefetcher alone ------------------------------------------------------------------
+
+class FakeStore:
+    """A store holding one object in memory, recording every ranged GET."""
+
+    def __init__(self, data: bytes, fail_at: int | None = None) -> None:
+        self.data = data
+        self.fail_at = fail_at
+        self.limiter = trio.CapacityLimiter(10)
+        self.gets: list[tuple[int, int]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        self.gets.append((start, length))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await trio.sleep(0.001)
+            if self.fail_at is not None and start <= self.fail_at < start + length:
+                raise StoreError(5, "GET failed")
+            return self.data[start:start + length]
+        finally:
+            self.in_flight -= 1
+
+
+def run_with_prefetcher(store: FakeStore, body, budget: int = prefetch.BUDGET):
+    async def main():
+        async with trio.open_nursery() as nursery:
+            prefetcher = Prefetcher(store, budget=budget)  # type: ignore[arg-type]
+            prefetcher.nursery = nursery
+            result = await body(prefetcher)
+            nursery.cancel_scope.cancel()
+        return prefetcher, result
+    return trio.run(main)
+
+
+def test_sequential_reads_are_prefetched_in_chunks_and_exact():
+    data = random.Random(1).randbytes(100 * MiB + 12345)
+    store = FakeStore(data)
+
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data))
+        out = [await stream.read(offset, 128 * 1024) for offset in range(0, len(data), 128 * 1024)]
+        held = prefetcher.budget.used
+        stream.close()
+        await trio.sleep(0.1)  # chunks still in flight give their budget back when done
+        return b"".join(out), held
+
+    prefetcher, (read, held) = run_with_prefetcher(store, body)
+    assert read == data
+    assert held <= prefetch.WINDOW_MAX + CHUNK
+    assert prefetcher.budget.used == 0
+    assert all(length <= CHUNK for _, length in store.gets)
+    assert len(store.gets) <= len(data) // CHUNK + 2
+    assert store.max_in_flight > 1  # several chunks at once
+
+
+def test_random_reads_use_small_ranges_and_no_prefetch():
+    data = random.Random(2).randbytes(64 * MiB)
+    store = FakeStore(data)
+    offsets = random.Random(3).sample(range(0, len(data) - 4096, 4096), 50)
+
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data))
+        return [(offset, await stream.read(offset, 4096)) for offset in offsets]
+
+    _, results = run_with_prefetcher(store, body)
+    for offset, got in results:
+        assert got == data[offset:offset + 4096]
+    assert sum(length for _, length in store.gets) <= 50 * prefetch.DIRECT_MIN
+
+
+def test_budget_bounds_prefetch_across_streams():
+    data = random.Random(4).randbytes(40 * MiB)
+    store = FakeStore(data)
+    budget = 2 * CHUNK
+
+    async def body(prefetcher):
+        streams = [prefetcher.stream(f"k{i}", len(data)) for i in range(3)]
+        peak = 0
+        outputs = [[] for _ in streams]
+        for offset in range(0, len(data), MiB):
+            for stream, out in zip(streams, outputs):
+                out.append(await stream.read(offset, MiB))
+                peak = max(peak, prefetcher.budget.used)
+        for stream in streams:
+            stream.close()
+        await trio.sleep(0.1)
+        return [b"".join(out) for out in outputs], peak
+
+    prefetcher, (outputs, peak) = run_with_prefetcher(store, body, budget=budget)
+    assert all(out == data for out in outputs)  # readers without budget read directly
+    assert peak <= budget
+    assert prefetcher.budget.used == 0
+
+
+def test_failed_chunk_reaches_the_reader_only():
+    data = random.Random(5).randbytes(20 * MiB)
+    store = FakeStore(data, fail_at=CHUNK + 10)
+
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data))
+        first = await stream.read(0, MiB)
+        with pytest.raises(StoreError):
+            for offset in range(MiB, len(data), MiB):
+                await stream.read(offset, MiB)
+        stream.close()
+        await trio.sleep(0.1)
+        return first
+
+    prefetcher, first = run_with_prefetcher(store, body)
+    assert first == data[:MiB]
+    assert prefetcher.budget.used == 0
+
+
+def test_reads_without_nursery_are_direct():
+    data = random.Random(6).randbytes(3 * MiB)
+    store = FakeStore(data)
+
+    async def main():
+        stream = Prefetcher(store).stream("k", len(data))  # type: ignore[arg-type]
+        return b"".join([await stream.read(o, 100_000) for o in range(0, len(data), 100_000)])
+
+    assert trio.run(main) == data
+
+
+def test_kernel_timeout_follows_stat_cache():
+    assert kernel_timeout(0) == 0
+    assert kernel_timeout(0.5) == 0.5
+    assert kernel_timeout(900) == KERNEL_CACHE_MAX
+
+
+# -- through a mount ----------------------------------------------------------------------
+
+def test_sequential_read_of_boto3_object_byte_exact(mounted):
+    data = random.Random(10).randbytes(40 * MiB + 4321)
+    mounted.client.put_object(Bucket=mounted.bucket, Key="rp/seq.bin", Body=data)
+    digest = hashlib.sha256()
+    with open(mounted.mountpoint / "rp/seq.bin", "rb", buffering=0) as f:
+        while block := f.read(MiB):
+            digest.update(block)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_random_and_mixed_reads_match(mounted):
+    data = random.Random(11).randbytes(24 * MiB)
+    mounted.client.put_object(Bucket=mounted.bucket, Key="rp/rand.bin", Body=data)
+    rng = random.Random(12)
+    fd = os.open(mounted.mountpoint / "rp/rand.bin", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for _ in range(60):
+            offset = rng.randrange(0, len(data))
+            size = rng.choice([1, 4096, 65536, 300_000])
+            assert os.pread(fd, size, offset) == data[offset:offset + size]
+        # across a chunk boundary, then sequentially from the middle, then past the end
+        assert os.pread(fd, 200_000, CHUNK - 100_000) == data[CHUNK - 100_000:CHUNK + 100_000]
+        start = 5 * MiB + 17
+        got = b"".join(os.pread(fd, MiB, start + i * MiB) for i in range(12))
+        assert got == data[start:start + 12 * MiB]
+        assert os.pread(fd, 100, len(data) + 10) == b""
+    finally:
+        os.close(fd)
+
+
+def test_two_handles_read_independently(mounted):
+    data = random.Random(13).randbytes(20 * MiB)
+    mounted.client.put_object(Bucket=mounted.bucket, Key="rp/two.bin", Body=data)
+    path = mounted.mountpoint / "rp/two.bin"
+    with open(path, "rb", buffering=0) as a, open(path, "rb", buffering=0) as b:
+        parts_a, parts_b = [], []
+        for i in range(20):
+            parts_a.append(a.read(MiB))
+            b.seek((19 - i) * MiB)
+            parts_b.append(b.read(MiB))
+    assert b"".join(parts_a) == data
+    assert b"".join(reversed(parts_b)) == data
+
+
+def test_prefetch_memory_is_bounded(seaweed_server, mount_factory):
+    bucket = unique_bucket("rp")
+    seaweed_server.create_bucket(bucket)
+    client = seaweed_server.client()
+    size = 512 * MiB
+    block = random.Random(14).randbytes(MiB)
+    upload = client.create_multipart_upload(Bucket=bucket, Key="big.bin")["UploadId"]
+    parts = []
+    for number in range(1, size // (64 * MiB) + 1):
+        body = b"".join(number.to_bytes(4, "big") + i.to_bytes(4, "big") + block[8:]
+                        for i in range(64))
+        etag = client.upload_part(Bucket=bucket, Key="big.bin", UploadId=upload,
+                                  PartNumber=number, Body=body)["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    client.complete_multipart_upload(Bucket=bucket, Key="big.bin", UploadId=upload,
+                                     MultipartUpload={"Parts": parts})
+    mount = mount_factory(seaweed_server, bucket).mount()
+    pid = int(pidfile_path(str(mount.mountpoint)).read_text())
+    with open(f"/proc/{pid}/clear_refs", "w") as clear:
+        clear.write("5")
+    total = 0
+    with open(mount.mountpoint / "big.bin", "rb", buffering=0) as f:
+        while chunk := f.read(MiB):
+            assert chunk[:8] == (total // (64 * MiB) + 1).to_bytes(4, "big") + (
+                total // MiB % 64).to_bytes(4, "big")
+            total += len(chunk)
+    assert total == size
+    with open(f"/proc/{pid}/status") as status:
+        hwm = int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) // 1024
+    assert hwm < 256, f"VmHWM {hwm} MiB while reading a {size // MiB} MiB file"
+
+
+def _read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _wait_until(predicate, timeout: float) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "change not seen in time"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("expire", [0, 2])
+def test_change_by_another_client_seen_after_stat_cache_expire(s3_server, mount_factory, expire):
+    bucket = unique_bucket("rp")
+    s3_server.create_bucket(bucket)
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="f.txt", Body=b"version one")
+    mount = mount_factory(s3_server, bucket, [f"stat_cache_expire={expire}"]).mount()
+    path = mount.mountpoint / "f.txt"
+    assert _read(path) == b"version one"
+    client.put_object(Bucket=bucket, Key="f.txt", Body=b"version two, longer")
+    if expire == 0:
+        assert _read(path) == b"version two, longer"
+    else:
+        bound = expire + kernel_timeout(expire) + 1
+        _wait_until(lambda: _read(path) == b"version two, longer", bound)
+
+
+@pytest.mark.parametrize("expire", [0, 2])
+def test_two_mounts_see_each_others_changes(s3_server, mount_factory, expire):
+    bucket = unique_bucket("rp")
+    s3_server.create_bucket(bucket)
+    options = [f"stat_cache_expire={expire}"]
+    first = mount_factory(s3_server, bucket, options, name="a").mount()
+    second = mount_factory(s3_server, bucket, options, name="b").mount()
+    (first.mountpoint / "shared.txt").write_bytes(b"from a")
+    bound = expire + kernel_timeout(expire) + 1
+    if expire == 0:
+        assert _read(second.mountpoint / "shared.txt") == b"from a"
+    else:
+        _wait_until(lambda: (second.mountpoint / "shared.txt").exists()
+                    and _read(second.mountpoint / "shared.txt") == b"from a", bound)
+    (second.mountpoint / "shared.txt").write_bytes(b"rewritten by b")
+    (second.mountpoint / "new.txt").write_bytes(b"new")
+    if expire == 0:
+        assert _read(first.mountpoint / "shared.txt") == b"rewritten by b"
+        assert (first.mountpoint / "new.txt").exists()
+    else:
+        _wait_until(lambda: _read(first.mountpoint / "shared.txt") == b"rewritten by b"
+                    and (first.mountpoint / "new.txt").exists(), bound)
+    (first.mountpoint / "new.txt").unlink()
+    if expire == 0:
+        assert not (second.mountpoint / "new.txt").exists()
+    else:
+        _wait_until(lambda: not (second.mountpoint / "new.txt").exists(), bound)
