@@ -311,23 +311,9 @@ def reexec_without_secrets(env: Mapping[str, str], settings: Settings) -> None:
 # -- stage 2: mount and serve ----------------------------------------------------------------
 
 
-def is_stale(path: Path) -> bool:
-    """ENOTCONN from a dead FUSE daemon.  ``stat`` alone can be answered from the kernel's
-    attribute cache for a while after the daemon died; ``statfs`` always asks the daemon."""
-    if is_stale_mount(str(path)):
-        return True
-    if not is_fuse_mounted(str(path)):
-        return False
-    try:
-        os.statvfs(path)
-    except OSError as exc:
-        return exc.errno == errno.ENOTCONN
-    return False
-
-
 def clear_stale_mount(path: Path) -> None:
     """A predecessor killed with SIGKILL leaves ENOTCONN at the mountpoint: detach it."""
-    if is_stale(path):
+    if is_stale_mount(str(path)):
         log.warning("clearing stale mount at %s (Transport endpoint is not connected)", path)
         result = fusermount_unmount(str(path), lazy=True)
         if result.returncode != 0:

@@ -67,8 +67,12 @@ def parse_bucket(text: str) -> tuple[str, str]:
 
 
 def is_stale_mount(path: str) -> bool:
+    """ENOTCONN from a dead FUSE daemon.  ``stat`` alone can be answered from the kernel's
+    attribute cache for a while after the daemon died; ``statfs`` always asks the daemon."""
     try:
         os.stat(path)
+        if is_fuse_mounted(path):
+            os.statvfs(path)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False

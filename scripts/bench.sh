@@ -8,20 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh test   # fuse3, s3fs, redis-server, .venv with ocifs and its test extras
+bash scripts/setup.sh test   # fuse3, s3fs, rclone, redis-server, .venv with ocifs and its test extras
 
-packages=(s3fs rclone redis-server fuse3)
-missing=()
-for pkg in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "bench: installing ${missing[*]}" >&2
-    $sudo apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-fi
 .venv/bin/python -c "import matplotlib" 2>/dev/null || .venv/bin/python -m pip install -q -e ".[test,bench]"
 
 exec .venv/bin/python -m benchmarks.run --out benchmarks/results --name latest "$@"
