@@ -537,7 +537,7 @@ def create_small(ctx: Ctx) -> dict:
             t_create = t_durable = time.monotonic() - t0
         else:
             d = root / "small"
-            d.mkdir()
+            d.mkdir(exist_ok=True)  # SeaweedFS keeps the emptied folder of an earlier repetition
             for i, name in enumerate(names):
                 with open(d / name, "wb") as f:
                     f.write(ctx.pattern.small(i, p.small_size))
