@@ -267,16 +267,6 @@ class Store:
         return await self._run(f"PUT {key}", self.client.put_object, Bucket=self.bucket, Key=key,
                                Body=data, Metadata=metadata, ContentType=content_type)
 
-    async def upload(self, key: str, fd: int, metadata: dict[str, str], content_type: str) -> None:
-        """Upload a whole local file: one PUT below the threshold, parallel multipart above it.
-
-        boto3 is given the file by its ``/proc/self/fd`` path, so each part is read through a
-        descriptor of its own and the caller's file object is never closed or moved.
-        """
-        await self._run(f"PUT {key}", self.client.upload_file, f"/proc/self/fd/{fd}", self.bucket, key,
-                        ExtraArgs={"Metadata": metadata, "ContentType": content_type},
-                        Config=self.upload_config)
-
     async def copy(self, src: str, dst: str, metadata: dict[str, str], content_type: str) -> None:
         """Server-side copy with new metadata; multipart copy above ``singlepart_copy_limit``."""
         await self._run(f"COPY {src} -> {dst}", self.client.copy,
