@@ -11,36 +11,11 @@ import pytest
 import trio
 from moto import mock_aws
 
+from mock_s3 import URL, aws, client, client_for  # noqa: F401 (fixtures)
 from ocifs.credentials import Credentials
 from ocifs.store import MiB, Store, StoreError, make_client, to_store_error
 
 BUCKET = "ocifs-unit-store"
-URL = "https://s3.amazonaws.com"
-
-
-def client_for(path_style: bool = True, retries: int = 2):
-    return make_client(URL, "us-east-1", Credentials("k", "s"), path_style, retries, 5, 5, 10)
-
-
-@pytest.fixture(scope="module")
-def aws():
-    """One in-process mock and client per module (making a client is the slow part)."""
-    mock = mock_aws()
-    mock.start()
-    try:
-        yield mock, client_for()
-    finally:
-        mock.stop()
-
-
-@pytest.fixture
-def client(aws):
-    mock, c = aws
-    mock.reset()  # a fresh, empty mock for every test
-    c.create_bucket(Bucket=BUCKET)
-    return c
-
-
 @pytest.fixture
 def store(client):
     return Store(client, BUCKET, multipart_threshold=5 * MiB, multipart_size=5 * MiB)

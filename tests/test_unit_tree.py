@@ -7,37 +7,16 @@ import stat
 
 import pytest
 import trio
-from moto import mock_aws
 
 from ocifs import objects
-from ocifs.credentials import Credentials
+from mock_s3 import aws, client  # noqa: F401 (fixtures)
 from ocifs.objects import ObjectAttrs
-from ocifs.store import MiB, Store, StoreError, make_client
+from ocifs.store import MiB, Store, StoreError
 from ocifs.tree import Tree, join, name_of, parent_of
 
 BUCKET = "ocifs-unit-tree"
 UID, GID = 4321, 8765
 DIR_CT = objects.DIR_CONTENT_TYPE
-
-
-@pytest.fixture(scope="module")
-def aws():
-    """One in-process mock and client per module (making a client is the slow part)."""
-    mock = mock_aws()
-    mock.start()
-    try:
-        yield mock, make_client("https://s3.amazonaws.com", "us-east-1", Credentials("k", "s"),
-                                True, 1, 5, 5, 10)
-    finally:
-        mock.stop()
-
-
-@pytest.fixture
-def client(aws):
-    mock, c = aws
-    mock.reset()  # a fresh, empty mock for every test
-    c.create_bucket(Bucket=BUCKET)
-    return c
 
 
 @pytest.fixture

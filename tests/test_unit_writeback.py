@@ -11,33 +11,13 @@ import tempfile
 
 import pytest
 import trio
-from moto import mock_aws
 
-from ocifs.credentials import Credentials
+from mock_s3 import aws, client  # noqa: F401 (fixtures)
 from ocifs.journal import UploadJournal
-from ocifs.store import MiB, Store, StoreError, make_client
+from ocifs.store import MiB, Store, StoreError
 from ocifs.writeback import FileWriteback, Target, Uploader
 
 BUCKET = "ocifs-unit-writeback"
-
-
-@pytest.fixture(scope="module")
-def aws():
-    mock = mock_aws()
-    mock.start()
-    try:
-        yield mock, make_client("https://s3.amazonaws.com", "us-east-1", Credentials("k", "s"),
-                                True, 1, 5, 5, 10)
-    finally:
-        mock.stop()
-
-
-@pytest.fixture
-def client(aws):
-    mock, c = aws
-    mock.reset()
-    c.create_bucket(Bucket=BUCKET)
-    return c
 
 
 @pytest.fixture
