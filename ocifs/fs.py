@@ -22,6 +22,7 @@ import pyfuse3
 from .inodes import ROOT_INODE, InodeTable
 from .objects import SYMLINK_MODE, ObjectAttrs
 from .oci import has_control_characters
+from .datacache import DataCache
 from .openfiles import OpenFiles, StagingLimits
 from .store import StoreError
 from .tree import Tree, join
@@ -149,12 +150,13 @@ class Operations(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, tree: Tree, view: AttrView, limits: StagingLimits | None = None) -> None:
+    def __init__(self, tree: Tree, view: AttrView, limits: StagingLimits | None = None,
+                 cache: DataCache | None = None) -> None:
         super().__init__()
         self.tree = tree
         self.view = view
         self.inodes = InodeTable()
-        self.files = OpenFiles(tree, self.inodes, limits or StagingLimits())
+        self.files = OpenFiles(tree, self.inodes, limits or StagingLimits(), cache)
         self._dirs: dict[int, DirHandle] = {}
         # inode -> ETag of the object version whose pages the kernel may hold (None: unknown).
         self._cached_etags: dict[int, str | None] = {}

@@ -30,7 +30,9 @@ from . import objects
 from .credentials import Credentials, find_credentials
 from .fs import AttrView, Operations, kernel_timeout
 from .journal import UploadJournal, state_dir
+from .datacache import DataCache, cache_dir, delete_cache
 from .openfiles import StagingLimits
+from .readahead import keep_read_ahead
 from .logs import reopen_logs, setup_logging
 from .options import NO_EFFECT, MountOptions
 from .store import MiB, Store, make_client
@@ -168,6 +170,17 @@ def fuse_options(spec: MountSpec) -> set[str]:
     return result
 
 
+def _data_cache(opts: MountOptions, tag: str) -> DataCache:
+    """The mount's data cache: persistent in ``use_cache`` (emptied first with ``del_cache``),
+    else temporary files in the staging directory."""
+    floor = opts.ensure_diskfree * MiB or None
+    if not opts.use_cache:
+        return DataCache(None, floor)
+    if opts.del_cache:
+        delete_cache(opts.use_cache, tag)
+    return DataCache(cache_dir(opts.use_cache, tag), floor)
+
+
 class MountHooks:
     """Callbacks for a program that runs alongside a mount in the same process.
 
@@ -207,8 +220,9 @@ class Mount:
             directory=opts.use_cache,
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
             min_free_bytes=opts.ensure_diskfree * MiB)
-        self.operations = Operations(self.tree, view, limits)
         self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
+        self.cache = _data_cache(opts, self.journal.tag)
+        self.operations = Operations(self.tree, view, limits, self.cache)
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []
@@ -216,6 +230,7 @@ class Mount:
         self._nursery: trio.Nursery | None = None
         self._drain_scope = trio.CancelScope()
         self._pending_stop: str | None = None
+        self._resolved = os.path.realpath(spec.mountpoint)  # before mounting: see ocifs.readahead
 
     def start(self) -> None:
         """Mount (the kernel sees it from here on)."""
@@ -251,12 +266,17 @@ class Mount:
                 if self._pending_stop is not None:
                     self.begin_stop(self._pending_stop)
                 nursery.start_soon(self._watch_signals)
+                nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
             if not self.unsaved:
                 self.unsaved = await self.operations.files.upload_all()
             uploads.cancel_scope.cancel()  # gave up: uploads left are aborted by the next mount
+        self.cache.close()
+        opts = self.spec.options
+        if opts.use_cache and opts.del_cache:
+            delete_cache(opts.use_cache, self.journal.tag)
 
     def request_stop(self, reason: str) -> None:
         """Begin the graceful stop, as a first signal does; safe from any thread or a signal

@@ -24,6 +24,7 @@ import trio
 
 from . import objects
 from .inodes import InodeTable
+from .datacache import DataCache
 from .journal import UploadJournal
 from .objects import ObjectAttrs
 from .prefetch import Prefetcher, ReadStream
@@ -88,18 +89,20 @@ class OpenFiles:
 
     ``by_inode`` shares one :class:`OpenFile` among every handle of an inode, so that a second
     open sees the first one's writes; ``handles`` maps FUSE file handles to :class:`Handle`.
-    ``limits`` says where local copies live (unlinked temporary files) and how much they hold.
+    ``limits`` says where local copies live (unlinked temporary files) and how much they hold;
+    ``cache`` keeps data read from the bucket (:mod:`ocifs.datacache`; None: nothing kept).
     ``uploader`` is what every file's write-back shares (store, part layout, the nursery of
     background part uploads once :meth:`start` was called); ``prefetcher`` is what every
     handle's reads share (byte budget, chunk requests in flight, the same nursery).
     """
 
-    def __init__(self, tree: Tree, inodes: InodeTable, limits: StagingLimits = StagingLimits()) -> None:
+    def __init__(self, tree: Tree, inodes: InodeTable, limits: StagingLimits = StagingLimits(),
+                 cache: DataCache | None = None) -> None:
         self.tree = tree
         self.inodes = inodes
         self.limits = limits
         self.uploader = Uploader.for_store(tree.store)
-        self.prefetcher = Prefetcher(tree.store)
+        self.prefetcher = Prefetcher(tree.store, cache=cache)
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -207,7 +210,7 @@ class OpenFiles:
         if stream is None or stream.size != file.attrs.size or stream.key != key:
             if stream is not None:  # renamed or rewritten on this mount since: start afresh
                 stream.close()
-            stream = handle.stream = self.prefetcher.stream(key, file.attrs.size)
+            stream = handle.stream = self.prefetcher.stream(key, file.attrs.size, file.attrs.etag)
         return await stream.read(offset, size)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -259,9 +262,14 @@ class OpenFiles:
         """ENOSPC before the staging disk drops below ``ensure_diskfree``."""
         if self.limits.min_free_bytes <= 0:
             return
-        st = os.fstatvfs(staged.fileno())
-        if st.f_bavail * st.f_frsize - needed < self.limits.min_free_bytes:
-            raise StoreError(errno.ENOSPC, "staging disk below ensure_diskfree")
+        for attempt in range(2):
+            st = os.fstatvfs(staged.fileno())
+            if st.f_bavail * st.f_frsize - needed >= self.limits.min_free_bytes:
+                return
+            cache = self.prefetcher.cache
+            if attempt or cache is None or not cache.evict_unused():
+                break  # data being written comes first: cached reads make room if they can
+        raise StoreError(errno.ENOSPC, "staging disk below ensure_diskfree")
 
     async def truncate(self, file: OpenFile, size: int) -> None:
         async with file.lock:

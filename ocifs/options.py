@@ -107,9 +107,15 @@ class MountOptions:
     max_dirty_data: int = dataclasses.field(default=5120, metadata=_opt(
         "upload a file being written once this many MiB are unsaved (-1: only at flush)", "signed"))
     use_cache: str | None = dataclasses.field(default=None, metadata=_opt(
-        "directory for the local copies of files being written (default: the system temp dir)"))
+        "directory of the persistent data cache and of local copies of files being written"))
+    del_cache: bool = dataclasses.field(default=False, metadata=_opt(
+        "delete this bucket's files in the use_cache directory at mount and at unmount", "flag"))
     ensure_diskfree: int = dataclasses.field(default=0, metadata=_opt(
-        "MiB to keep free in the staging directory; writes fail with ENOSPC below it", "int"))
+        "MiB to keep free on the cache disk: cached data is evicted, then writes get ENOSPC "
+        "(0: min(1 GiB, 10% of the disk) for cached data)", "int"))
+    read_ahead_kb: int = dataclasses.field(default=1024, metadata=_opt(
+        "kernel read-ahead of the mount in KiB: bigger read requests (root only; 0: kernel default)",
+        "int"))
     curldbg: bool = dataclasses.field(default=False, metadata=_opt(
         "log every HTTP request and response header (secrets redacted)", "flag"))
     stat_cache_expire: float = dataclasses.field(default=900.0, metadata=_opt(
@@ -202,9 +208,6 @@ def parse_options(option_strings: Iterable[str]) -> MountOptions:
     _apply_oci(options, region_given="endpoint" in values)
     if options.s3fs_mtab:
         options.fsname, options.subtype = "s3fs", "s3fs"
-    if options.use_cache:
-        options.notices.append(f"use_cache={options.use_cache}: local copies of files being written "
-                               "are staged there (no persistent data cache yet)")
     _validate(options)
     return options
 

@@ -13,6 +13,11 @@ requested when the budget has room, and a sequential reader that finds none read
 mount's background nursery (the one that runs part uploads), at most :data:`MAX_REQUESTS` at
 once (fewer with a small ``max_thread_count``: two threads stay for other requests), and a
 failed chunk is reported to the reader that needs it, never to the nursery.
+
+With a :class:`~ocifs.datacache.DataCache`, a stream first looks in its object version's cache
+file: ranges held there are read locally.  A random reader's miss then fetches the aligned
+:data:`~ocifs.datacache.BLOCK` around it into the cache file, and (in the persistent mode)
+prefetched chunks are kept there too.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 
 import trio
 
+from .datacache import BLOCK, CacheEntry, DataCache
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,7 @@ class Chunk:
     start: int
     end: int
     data: bytes | None = None
+    etag: str | None = None
     error: StoreError | None = None
     dropped: bool = False
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
@@ -75,20 +82,23 @@ class Chunk:
 class Prefetcher:
     """What every :class:`ReadStream` of the mount shares: the store, the byte budget, the
     limit on chunk requests in flight (``request_limiter``: chunk GETs also take one of the
-    store's threads, so two of those are always left to other requests), and the nursery the
+    store's threads, so two of those are always left to other requests), the nursery the
     chunk fetches run in (``None`` until :meth:`ocifs.openfiles.OpenFiles.start`: reads are
-    then all direct)."""
+    then all direct), and the data cache (``None``: none)."""
 
     def __init__(self, store: Store, budget: int = BUDGET,
-                 max_requests: int = MAX_REQUESTS) -> None:
+                 max_requests: int = MAX_REQUESTS, cache: DataCache | None = None) -> None:
         self.store = store
+        self.cache = cache
         self.budget = ByteBudget(budget)
         threads = int(store.limiter.total_tokens)
         self.request_limiter = trio.CapacityLimiter(max(1, min(max_requests, threads - 2)))
         self.nursery: trio.Nursery | None = None
 
-    def stream(self, key: str, size: int) -> "ReadStream":
-        return ReadStream(self, key, size)
+    def stream(self, key: str, size: int, etag: str | None = None) -> "ReadStream":
+        """A stream of reads of ``key`` as it was when opened (``etag``, if known)."""
+        entry = self.cache.acquire(key, etag, size) if self.cache is not None else None
+        return ReadStream(self, key, size, entry)
 
 
 class ReadStream:
@@ -98,13 +108,15 @@ class ReadStream:
     of the last one requested; ``window`` how far ahead of the reader chunks are requested.
     ``next_offset`` is where the last read ended and ``streak`` how many reads in a row were
     sequential.  ``direct``/``direct_start`` keep the last direct range (the kernel often reads
-    the rest of it next).
+    the rest of it next).  ``entry`` is the object version's cache file, if any.
     """
 
-    def __init__(self, prefetcher: Prefetcher, key: str, size: int) -> None:
+    def __init__(self, prefetcher: Prefetcher, key: str, size: int,
+                 entry: CacheEntry | None = None) -> None:
         self.prefetcher = prefetcher
         self.key = key
         self.size = size
+        self.entry = entry
         self.chunks: list[Chunk] = []
         self.ahead = 0
         self.window = CHUNK
@@ -128,6 +140,10 @@ class ReadStream:
             self._fill_window(offset)
         elif not sequential:
             self._drop_all()
+        if self.entry is not None:
+            cached = self.entry.read(offset, end)
+            if cached is not None:
+                return cached
         pieces: list[bytes] = []
         position = offset
         while position < end:
@@ -160,11 +176,32 @@ class ReadStream:
     async def _read_direct(self, start: int, end: int, sequential: bool) -> bytes:
         if self.direct_start <= start and end <= self.direct_start + len(self.direct):
             return self.direct[start - self.direct_start:end - self.direct_start]
+        entry = self.entry
+        if entry is not None and not entry.stale and not sequential:
+            # A random reader's miss: the aligned blocks around it, kept in the cache file.
+            first = start - start % BLOCK
+            last = min(self.size, -(-end // BLOCK) * BLOCK)
+            data, etag = await self.prefetcher.store.get_range_tagged(self.key, first, last - first)
+            self._keep(first, data, etag)
+            self.direct, self.direct_start = data, first
+            return data[start - first:end - first]
         length = max(end - start, DIRECT_SEQUENTIAL if sequential else DIRECT_MIN)
         length = min(length, self.size - start)
-        data = await self.prefetcher.store.get_range(self.key, start, length)
+        data, etag = await self.prefetcher.store.get_range_tagged(self.key, start, length)
+        if sequential:
+            self._keep(start, data, etag, sequential=True)
         self.direct, self.direct_start = data, start
         return data[:end - start]
+
+    def _keep(self, start: int, data: bytes, etag: str | None, sequential: bool = False) -> None:
+        """Put fetched bytes in the cache file (a sequential reader's only when the cache is
+        persistent: otherwise the kernel's page cache is copy enough)."""
+        cache, entry = self.prefetcher.cache, self.entry
+        if cache is None or entry is None or self.closed:
+            return
+        if sequential and not cache.caches_sequential:
+            return
+        cache.store(entry, start, data, etag)
 
     # -- prefetch -------------------------------------------------------------------------
 
@@ -178,6 +215,9 @@ class ReadStream:
         target = min(self.size, offset + self.window)
         while self.ahead < target:
             length = min(CHUNK, self.size - self.ahead)
+            if self.entry is not None and self.entry.ranges.covers(self.ahead, self.ahead + length):
+                self.ahead += length  # already in the cache file
+                continue
             if not prefetcher.budget.take(length):
                 break
             chunk = Chunk(self.ahead, self.ahead + length)
@@ -190,10 +230,11 @@ class ReadStream:
         try:
             async with prefetcher.request_limiter:
                 if not chunk.dropped:
-                    chunk.data = await prefetcher.store.get_range(self.key, chunk.start,
-                                                                  chunk.end - chunk.start)
+                    chunk.data, chunk.etag = await prefetcher.store.get_range_tagged(
+                        self.key, chunk.start, chunk.end - chunk.start)
                     if len(chunk.data) != chunk.end - chunk.start:
                         raise StoreError(errno.EIO, f"GET {self.key}: short read (object changed?)")
+                    self._keep(chunk.start, chunk.data, chunk.etag, sequential=True)
         except StoreError as exc:
             chunk.error = exc
         except Exception as exc:  # noqa: BLE001 - a failed chunk must never stop the mount
@@ -234,3 +275,6 @@ class ReadStream:
         self.closed = True
         self._drop_all()
         self.direct = b""
+        if self.entry is not None and self.prefetcher.cache is not None:
+            self.prefetcher.cache.release(self.entry)
+            self.entry = None

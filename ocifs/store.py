@@ -239,17 +239,22 @@ class Store:
         return await self._run(f"LIST {prefix}", list_all)
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
+        return (await self.get_range_tagged(key, start, length))[0]
+
+    async def get_range_tagged(self, key: str, start: int, length: int) -> tuple[bytes, str | None]:
+        """Bytes ``[start, start+length)`` of ``key`` (fewer at its end) and the ETag of the
+        version they came from (None for an empty range)."""
         if length <= 0:
-            return b""
-        def get() -> bytes:
+            return b"", None
+        def get() -> tuple[bytes, str | None]:
             response = self.client.get_object(Bucket=self.bucket, Key=key,
                                               Range=f"bytes={start}-{start + length - 1}")
-            return response["Body"].read()
+            return response["Body"].read(), response.get("ETag")
         try:
             return await self._run(f"GET {key}", get)
         except StoreError as exc:
             if exc.code == "InvalidRange":
-                return b""
+                return b"", None
             raise
 
     async def get_bytes(self, key: str) -> bytes:

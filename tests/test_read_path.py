@@ -33,11 +33,15 @@ class FakeStore:
 
     def __init__(self, data: bytes, fail_at: int | None = None) -> None:
         self.data = data
+        self.etag = '"v1"'
         self.fail_at = fail_at
         self.limiter = trio.CapacityLimiter(10)
         self.gets: list[tuple[int, int]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+
+    async def get_range_tagged(self, key: str, start: int, length: int) -> tuple[bytes, str]:
+        return await self.get_range(key, start, length), self.etag
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
         self.gets.append((start, length))

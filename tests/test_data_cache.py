@@ -1,0 +1,233 @@
+"""The data cache (ocifs/datacache.py): ranges kept locally, ETag revalidation, disk bounds,
+persistence across mounts with ``use_cache``; in units and through real mounts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from mounting import unique_bucket
+from ocifs.datacache import BLOCK, DataCache, RangeSet
+from ocifs.prefetch import Prefetcher
+from test_read_path import FakeStore
+
+MiB = 1024 * 1024
+
+
+# -- units ----------------------------------------------------------------------------------
+
+def test_rangeset_merges_and_covers():
+    ranges = RangeSet()
+    ranges.add(10, 20)
+    ranges.add(30, 40)
+    assert ranges.covers(12, 18) and not ranges.covers(15, 25) and not ranges.covers(20, 30)
+    ranges.add(20, 30)  # touching ranges merge
+    assert ranges.as_list() == [(10, 40)] and ranges.covers(10, 40)
+    ranges.add(0, 5)
+    ranges.add(3, 12)
+    assert ranges.as_list() == [(0, 40)]
+    ranges.add(50, 60)
+    assert ranges.total() == 50 and not ranges.covers(39, 51) and ranges.covers(5, 5)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MiB tmpfs: free space that tests can exhaust."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(where)], check=True)
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def read_all(prefetcher: Prefetcher, key: str, size: int, etag: str, step: int = MiB) -> bytes:
+    async def main():
+        async with trio.open_nursery() as nursery:
+            prefetcher.nursery = nursery
+            stream = prefetcher.stream(key, size, etag)
+            data = b"".join([await stream.read(o, step) for o in range(0, size, step)])
+            stream.close()
+            nursery.cancel_scope.cancel()
+        return data
+    return trio.run(main)
+
+
+def test_persistent_cache_serves_a_new_mount_without_requests(tmp_path):
+    data = random.Random(1).randbytes(20 * MiB + 77)
+    store = FakeStore(data)
+    cache = DataCache(tmp_path / "cache", min_free_bytes=1)
+    assert read_all(Prefetcher(store, cache=cache), "k", len(data), store.etag) == data
+    cache.close()
+    assert store.gets
+    before = len(store.gets)
+    again = DataCache(tmp_path / "cache", min_free_bytes=1)  # a new mount of the same bucket
+    assert read_all(Prefetcher(store, cache=again), "k", len(data), store.etag) == data
+    assert len(store.gets) == before
+    # another version of the object: the old copy is not used
+    store.data = data[::-1]
+    store.etag = '"v2"'
+    assert read_all(Prefetcher(store, cache=again), "k", len(data), store.etag) == data[::-1]
+    assert len(store.gets) > before
+
+
+def test_crash_before_save_leaves_no_false_claims(tmp_path):
+    data = random.Random(2).randbytes(3 * MiB)
+    store = FakeStore(data)
+    cache = DataCache(tmp_path / "cache", min_free_bytes=1)
+    read_all(Prefetcher(store, cache=cache), "k", len(data), store.etag)
+    # the mount dies: the sidecar was written at release, then the data file grows unsaved
+    entry_files = sorted((tmp_path / "cache").iterdir())
+    assert [p.suffix for p in entry_files] == [".data", ".json"]
+    entry_files[1].unlink()  # as if it died before the first save
+    again = DataCache(tmp_path / "cache", min_free_bytes=1)
+    assert list((tmp_path / "cache").iterdir()) == []  # data without a sidecar is removed
+    assert read_all(Prefetcher(store, cache=again), "k", len(data), store.etag) == data
+
+
+def test_object_changing_under_a_reader_is_not_cached(tmp_path):
+    data = random.Random(3).randbytes(4 * MiB)
+    store = FakeStore(data)
+    cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            prefetcher = Prefetcher(store, cache=cache)
+            prefetcher.nursery = nursery
+            stream = prefetcher.stream("k", len(data), store.etag)
+            assert await stream.read(3 * BLOCK + 5, 10) == data[3 * BLOCK + 5:3 * BLOCK + 15]
+            store.etag = '"changed"'  # another client replaced it (same bytes, for the check)
+            await stream.read(BLOCK // 2, 10)  # far enough to be another random read
+            assert stream.entry is not None and stream.entry.stale
+            assert not stream.entry.ranges.covers(BLOCK // 2, BLOCK // 2 + 10)
+            stream.close()
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+    assert cache.entries == {}  # a stale copy is dropped at release
+
+
+def test_random_reader_fetches_blocks_once(tmp_path):
+    data = random.Random(4).randbytes(8 * MiB)
+    store = FakeStore(data)
+    cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            prefetcher = Prefetcher(store, cache=cache)
+            prefetcher.nursery = nursery
+            stream = prefetcher.stream("k", len(data), store.etag)
+            rng = random.Random(5)
+            for _ in range(400):
+                offset = rng.randrange(0, len(data) - 4096) // 4096 * 4096 + 4096
+                assert await stream.read(offset, 4096) == data[offset:offset + 4096]
+            stream.close()
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+    assert len(store.gets) <= len(data) // BLOCK
+    assert all(start % BLOCK == 0 for start, _ in store.gets)
+
+
+def test_eviction_keeps_the_floor_free(small_disk):
+    cache = DataCache(small_disk / "cache", min_free_bytes=20 * MiB)
+    datas = [random.Random(10 + i).randbytes(10 * MiB) for i in range(4)]
+    for i, data in enumerate(datas):
+        store = FakeStore(data)
+        assert read_all(Prefetcher(store, cache=cache), f"k{i}", len(data), store.etag) == data
+        free = cache.free_bytes()
+        assert free >= 20 * MiB - MiB, f"{free} bytes free after object {i}"
+    # the oldest were evicted, the newest is whole
+    assert cache.held_bytes() <= 28 * MiB
+    newest = cache.entries[DataCache._name("k3")]
+    assert newest is not None and newest.ranges.covers(0, 10 * MiB)
+
+
+# -- through a mount ------------------------------------------------------------------------
+
+def _gets(log_text: str, bucket: str, key: str) -> int:
+    return log_text.count(f'"GET /{bucket}/{key} HTTP/1.1" 206')
+
+
+def test_use_cache_survives_remount_and_revalidates_by_etag(moto_server, mount_factory, tmp_path):
+    bucket = unique_bucket("dc")
+    moto_server.create_bucket(bucket)
+    client = moto_server.client()
+    data = random.Random(20).randbytes(12 * MiB + 5)
+    client.put_object(Bucket=bucket, Key="f.bin", Body=data)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    options = [f"use_cache={cache_dir}", "curldbg", "stat_cache_expire=1"]
+
+    mount = mount_factory(moto_server, bucket, options).mount()
+    assert (mount.mountpoint / "f.bin").read_bytes() == data
+    assert _gets(mount.log_text(), bucket, "f.bin") > 0
+    mount.umount()
+    kept = list(cache_dir.glob("ocifs-cache-*/*.data"))
+    assert len(kept) == 1 and kept[0].stat().st_blocks * 512 >= len(data)
+
+    mount = mount_factory(moto_server, bucket, options, name="again").mount()
+    assert hashlib.sha256((mount.mountpoint / "f.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert _gets(mount.log_text(), bucket, "f.bin") == 0  # all from the cache file
+
+    changed = data[:100] + b"X" * 100 + data[200:]  # same size, new ETag
+    client.put_object(Bucket=bucket, Key="f.bin", Body=changed)
+    time.sleep(2.5)  # stat_cache_expire=1 plus the kernel's 1 s
+    with open(mount.mountpoint / "f.bin", "rb") as f:
+        assert f.read(300) == changed[:300]
+    mount.umount()
+
+
+def test_del_cache_empties_the_cache(moto_server, mount_factory, tmp_path):
+    bucket = unique_bucket("dc")
+    moto_server.create_bucket(bucket)
+    moto_server.client().put_object(Bucket=bucket, Key="f.bin", Body=b"x" * MiB)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    mount = mount_factory(moto_server, bucket, [f"use_cache={cache_dir}"]).mount()
+    (mount.mountpoint / "f.bin").read_bytes()
+    mount.umount()
+    assert list(cache_dir.glob("ocifs-cache-*/*.data"))
+    mount = mount_factory(moto_server, bucket, [f"use_cache={cache_dir}", "del_cache"], name="b").mount()
+    assert not list(cache_dir.glob("ocifs-cache-*/*.data"))  # emptied at mount
+    (mount.mountpoint / "f.bin").read_bytes()
+    mount.umount()
+    assert not list(cache_dir.glob("ocifs-cache-*/*.data"))  # and at unmount
+
+
+def test_cache_on_a_small_disk_stays_bounded_and_gives_way_to_writes(moto_server, mount_factory,
+                                                                     small_disk):
+    bucket = unique_bucket("dc")
+    moto_server.create_bucket(bucket)
+    client = moto_server.client()
+    datas = {f"r{i}.bin": random.Random(30 + i).randbytes(12 * MiB) for i in range(4)}
+    for key, data in datas.items():
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+    mount = mount_factory(moto_server, bucket, [f"use_cache={small_disk}", "ensure_diskfree=16"]).mount()
+    for key, data in datas.items():
+        assert (mount.mountpoint / key).read_bytes() == data
+        st = os.statvfs(small_disk)
+        assert st.f_bavail * st.f_frsize >= 15 * MiB, f"cache filled the disk reading {key}"
+    # A file being written needs the disk more than cached reads do: they make room.
+    written = random.Random(40).randbytes(24 * MiB)
+    with open(mount.mountpoint / "w.bin", "wb") as f:
+        f.write(written)
+    body = client.get_object(Bucket=bucket, Key="w.bin")["Body"].read()
+    assert hashlib.sha256(body).digest() == hashlib.sha256(written).digest()
+    for key, data in datas.items():  # evicted copies are fetched again, byte-exact
+        assert (mount.mountpoint / key).read_bytes() == data
+    mount.umount()
+
+
+def test_read_ahead_is_raised_for_the_mount(mounted):
+    from ocifs.readahead import device_of
+    device = device_of(str(Path(mounted.mountpoint).resolve()), "/proc/self/mountinfo")
+    assert device is not None
+    deadline = time.monotonic() + 10
+    while Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text().strip() != "1024":
+        assert time.monotonic() < deadline, "read_ahead_kb not raised to 1024"
+        time.sleep(0.1)
