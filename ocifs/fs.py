@@ -331,7 +331,7 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)
         old = self._child(parent_inode_old, name_old)
         new = self._new_child(parent_inode_new, name_new)
-        attrs = await self._existing(old)
+        attrs = await self.tree.exact(old, await self._existing(old))
         if flags & pyfuse3.RENAME_NOREPLACE and await self._attrs(new) is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
         if old == new:
@@ -370,6 +370,7 @@ class Operations(pyfuse3.Operations):
                             fields.update_mtime, fields.update_atime))
         if not meta_changed:
             return self.view.entry(inode, current)
+        current = await self.tree.exact(path, current)
         new = dataclasses.replace(current)
         if fields.update_mode:
             new.mode = stat.S_IFMT(current.mode) | stat.S_IMODE(attr.st_mode)

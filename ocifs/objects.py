@@ -40,7 +40,9 @@ class ObjectAttrs:
     own ``dir/`` object (False for implicit directories), which decides whether chmod/chown on it
     must create one.  ``etag`` identifies the stored version of a file.  ``content_type`` and
     ``extra_meta`` (``x-amz-meta-*`` keys other tools wrote) are kept across chmod and rename,
-    as s3fs keeps them.
+    as s3fs keeps them.  ``from_listing`` says the object's headers were not read (attributes
+    from a ListObjectsV2 entry): mode, owner and times are defaults, so anything that rewrites
+    the metadata must read the headers first (:func:`with_headers_of`).
     """
 
     mode: int
@@ -54,6 +56,7 @@ class ObjectAttrs:
     has_marker: bool = True
     content_type: str | None = None
     extra_meta: dict[str, str] = dataclasses.field(default_factory=dict)
+    from_listing: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -151,13 +154,25 @@ def attrs_from_head(
 
 def attrs_from_listing(entry: Mapping[str, Any], default_uid: int, default_gid: int) -> ObjectAttrs:
     """Attributes from a ListObjectsV2 ``Contents`` entry: size and date, no s3fs headers."""
-    return attrs_from_head(
+    attrs = attrs_from_head(
         entry["Key"],
         {"ContentLength": entry.get("Size", 0), "LastModified": entry.get("LastModified"),
          "ETag": entry.get("ETag")},
         default_uid,
         default_gid,
     )
+    attrs.from_listing = True
+    return attrs
+
+
+def with_headers_of(attrs: ObjectAttrs, full: ObjectAttrs) -> None:
+    """Give ``attrs`` (from a listing) the metadata ``full`` read from the object's headers,
+    keeping what describes the data (size, ETag), so that rewriting the metadata keeps it."""
+    attrs.mode, attrs.uid, attrs.gid = full.mode, full.uid, full.gid
+    attrs.mtime_ns, attrs.ctime_ns, attrs.atime_ns = full.mtime_ns, full.ctime_ns, full.atime_ns
+    attrs.has_marker, attrs.content_type = full.has_marker, full.content_type
+    attrs.extra_meta = dict(full.extra_meta)
+    attrs.from_listing = False
 
 
 def implicit_dir_attrs(uid: int, gid: int, mtime_ns: int = 0) -> ObjectAttrs:

@@ -174,6 +174,8 @@ class OpenFiles:
             staged = tempfile.TemporaryFile(dir=self.limits.directory, prefix="ocifs-")
             keep = min(keep, file.attrs.size)
             path = self.inodes.path(file.inode)
+            # The upload rewrites the metadata: it must carry what the object has.
+            await self.tree.exact(path, file.attrs)
             if keep > 0 and path not in self.tree.pending:
                 try:
                     # boto3 gets a descriptor of its own: it may close what it is given.

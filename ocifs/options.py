@@ -122,6 +122,9 @@ class MountOptions:
         "seconds an object's attributes are cached", "float"))
     max_stat_cache_size: int = dataclasses.field(default=100000, metadata=_opt(
         "entries in the attribute cache", "int"))
+    fast_list: bool = dataclasses.field(default=False, metadata=_opt(
+        "listings take size and date from ListObjectsV2, without a HEAD per object "
+        "(s3fs's mode, owner and mtime headers are not shown for listed entries)", "flag"))
     fsname: str | None = dataclasses.field(default=None, metadata=_opt(
         "filesystem name shown in /proc/mounts (default ocifs#BUCKET)"))
     subtype: str = dataclasses.field(default="ocifs", metadata=_opt(

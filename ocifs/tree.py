@@ -7,6 +7,7 @@ and where the attribute and negative caches live; the FUSE layer only maps inode
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import posixpath
@@ -45,11 +46,14 @@ class Tree:
     cache), expiring after ``stat_cache_expire`` seconds.  ``pending`` holds files created
     locally and not yet uploaded: they are visible to lookups and listings on this mount
     before any object exists.  ``default_uid``/``default_gid`` own objects without metadata.
+    ``fast_list`` makes listings take attributes from ListObjectsV2 alone (no HEADs).
     """
 
     def __init__(self, store: Store, default_uid: int, default_gid: int,
-                 stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000) -> None:
+                 stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000,
+                 fast_list: bool = False) -> None:
         self.store = store
+        self.fast_list = fast_list
         self.default_uid = default_uid
         self.default_gid = default_gid
         self.mount_time_ns = time.time_ns()
@@ -118,12 +122,25 @@ class Tree:
             return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
         return None
 
+    async def exact(self, path: str, attrs: ObjectAttrs) -> ObjectAttrs:
+        """``attrs`` completed with the object's headers when they came from a listing (before
+        they are rewritten: chmod, rename, a write); cached from then on."""
+        if not attrs.from_listing or has_control_characters(path):
+            return attrs
+        full = await self._fetch(path)
+        if full is not None:
+            objects.with_headers_of(attrs, full)
+            if path not in self.pending:
+                self.remember(path, dataclasses.replace(attrs))
+        return attrs
+
     async def listdir(self, path: str) -> list[tuple[str, ObjectAttrs]]:
         """Entries of directory ``path`` (sorted by name) with their attributes.
 
         One paginated ListObjectsV2 gives the names; attributes not in the cache are fetched
         with concurrent HEADs (bounded by the store's HEAD thread limit), since the s3fs headers
-        (mode, owner, mtime) are not in a listing.
+        (mode, owner, mtime) are not in a listing, unless ``fast_list`` says the listing's
+        size and date are enough.
         """
         prefix = self._dir_prefix(path)
         contents, prefixes = await self.store.list_dir(prefix)
@@ -147,6 +164,20 @@ class Tree:
                 entries[name] = attrs
             else:
                 to_head.append((name, name in dirs))
+
+        if self.fast_list:
+            for name, is_dir in to_head:
+                if is_dir:
+                    attrs = objects.implicit_dir_attrs(self.default_uid, self.default_gid,
+                                                       self.mount_time_ns)
+                    attrs.from_listing = True
+                elif files[name]:
+                    attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
+                else:
+                    continue
+                self.remember(join(path, name), attrs)
+                entries[name] = attrs
+            return sorted(entries.items())
 
         async def head_one(name: str, is_dir: bool) -> None:
             child = join(path, name)
@@ -222,6 +253,7 @@ class Tree:
         """Copy then delete (s3fs's way); a directory moves object by object, not atomically."""
         target = await self.stat(new)
         if target is not None:
+            target = await self.exact(new, target)
             if target.is_dir and not attrs.is_dir:
                 raise StoreError(errno.EISDIR, f"{new} is a directory")
             if attrs.is_dir and not target.is_dir:
