@@ -18,10 +18,11 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.targets import FS_TARGETS  # noqa: E402
 from benchmarks.workloads import METRICS, RSS_METRICS  # noqa: E402
 
-ORDER = ("ocifs", "s3fs", "rclone", "boto3", "local")
-COLORS = {"ocifs": "#1f77b4", "s3fs": "#ff7f0e", "rclone": "#2ca02c", "boto3": "#7f7f7f",
+ORDER = ("ocifs", "ocifs-fl", "s3fs", "rclone", "boto3", "local")
+COLORS = {"ocifs": "#1f77b4", "ocifs-fl": "#17becf", "s3fs": "#ff7f0e", "rclone": "#2ca02c", "boto3": "#7f7f7f",
           "local": "#9467bd"}
 
 
@@ -145,7 +146,7 @@ def markdown(data: dict, chart_names: dict[float, list[str]] | None = None) -> s
                 text += _flags(c)
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
-        fs_targets = [t for t in targets if t in ("ocifs", "s3fs", "rclone")]
+        fs_targets = [t for t in targets if t in FS_TARGETS]
         if fs_targets:
             lines += ["", "Peak RSS of the filesystem process (MiB):", "",
                       "| during | " + " | ".join(fs_targets) + " |",
@@ -253,7 +254,7 @@ def charts(data: dict, out: Path, name: str) -> dict[float, list[str]]:
             fig.savefig(out / fname, dpi=110)
             plt.close(fig)
             files.append(fname)
-        fs_targets = [t for t in targets if t in ("ocifs", "s3fs", "rclone") and any(
+        fs_targets = [t for t in targets if t in FS_TARGETS and any(
             (summary.get(k) or {}).get(t, {}).get("value") is not None for k in RSS_METRICS)]
         rss_rows = [(label, summary[key]) for key, label in RSS_METRICS.items() if key in summary]
         if fs_targets and rss_rows:

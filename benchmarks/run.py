@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # python benchmarks/run.py
 
 from benchmarks import report  # noqa: E402
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
-from benchmarks.targets import (ALL_TARGETS, Endpoint, is_mounted, make_target,  # noqa: E402
+from benchmarks.targets import (ALL_TARGETS, ONLY_WORKLOADS, Endpoint, is_mounted, make_target,  # noqa: E402
                                 missing_tools)
 from benchmarks.workloads import (WORKLOADS, Ctx, LocalChecker, Params, Pattern,  # noqa: E402
                                   S3Checker, ensure_big, ensure_listing)
@@ -277,7 +277,8 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             bucket = f"bench-{run_id}-{int(latency)}-{name}"
             if name != "local":
                 checker_client.create_bucket(Bucket=bucket)
-            extra = {"ocifs": args.ocifs_options, "s3fs": args.s3fs_options,
+            extra = {"ocifs": args.ocifs_options, "ocifs-fl": args.ocifs_options,
+                     "s3fs": args.s3fs_options,
                      "rclone": args.rclone_args}.get(name, [])
             target = make_target(name, endpoint, bucket, workdir, extra)
             made.append(target)
@@ -290,14 +291,17 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             ctxs[name] = Ctx(target, checker, params, pattern, scratch, pattern_file)
         # Objects that workloads only read are made before any mount (not timed).
         for name, ctx in ctxs.items():
-            if {"seq_read", "rand_read", "rename"} & set(args.workloads):
+            runs = set(ONLY_WORKLOADS.get(name, args.workloads)) & set(args.workloads)
+            if {"seq_read", "rand_read", "rename"} & runs:
                 ensure_big(ctx)
-            if {"ls_l", "find_tree"} & set(args.workloads):
+            if {"ls_l", "find_tree"} & runs:
                 ensure_listing(ctx)
         for rep in range(args.reps):
             order = targets[rep % len(targets):] + targets[:rep % len(targets)] if targets else []
             for wl in args.workloads:
                 for name in order:
+                    if name in ONLY_WORKLOADS and wl not in ONLY_WORKLOADS[name]:
+                        continue
                     if wl == "big_write" and (name not in args.big_targets or (
                             args.big_latency_ms is not None and latency not in args.big_latency_ms)):
                         continue

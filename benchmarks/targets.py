@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
-ALL_TARGETS = ("ocifs", "s3fs", "rclone", "boto3", "local")
-FS_TARGETS = ("ocifs", "s3fs", "rclone")  # FUSE filesystems with a process to measure
+ALL_TARGETS = ("ocifs", "ocifs-fl", "s3fs", "rclone", "boto3", "local")
+FS_TARGETS = ("ocifs", "ocifs-fl", "s3fs", "rclone")  # FUSE filesystems with a process to measure
+# ocifs with -o fast_list: the same program, only listings differ, so it runs only these.
+ONLY_WORKLOADS = {"ocifs-fl": ("ls_l", "find_tree")}
+TARGET_OPTIONS = {"ocifs-fl": ["fast_list"]}
 REGION = "us-east-1"
 
 # What ocifs uses by default (ocifs/options.py): the boto3 target copies it.
@@ -365,10 +368,10 @@ class LocalTarget(Target):
         return self.root is not None
 
 
-CLASSES = {"ocifs": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
+CLASSES = {"ocifs": OcifsTarget, "ocifs-fl": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
            "boto3": Boto3Target, "local": LocalTarget}
 
-TOOLS = {"ocifs": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
+TOOLS = {"ocifs": ["fusermount3"], "ocifs-fl": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
          "rclone": ["rclone", "fusermount3"], "boto3": [], "local": []}
 
 
@@ -380,5 +383,5 @@ def make_target(name: str, endpoint: Endpoint, bucket: str, workdir: Path,
                 extra_options: list[str] | None = None) -> Target:
     workdir.mkdir(parents=True, exist_ok=True)
     return CLASSES[name](name=name, endpoint=endpoint, bucket=bucket, workdir=workdir,
-                         extra_options=list(extra_options or []))
+                         extra_options=TARGET_OPTIONS.get(name, []) + list(extra_options or []))
 

@@ -32,7 +32,7 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
     from benchmarks.workloads import WORKLOADS
 
     require_tool("rclone")
-    targets = ["ocifs", "s3fs", "rclone", "boto3", "local"]
+    targets = ["ocifs", "ocifs-fl", "s3fs", "rclone", "boto3", "local"]
     out = tmp_path / "results"
     argv = ["--server", "url", "--endpoint-url", seaweed_server.endpoint_url,
             "--access-key", seaweed_server.access_key, "--secret-key", seaweed_server.secret_key,
@@ -58,7 +58,8 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
     assert run["latency_ms"] == 5
     assert run["errors"] == [], run["errors"]
     for wl in WORKLOADS:
-        expected = ["ocifs", "s3fs"] if wl == "big_write" else targets
+        expected = ["ocifs", "s3fs"] if wl == "big_write" else [
+            t for t in targets if t != "ocifs-fl" or wl in ("ls_l", "find_tree")]
         assert sorted(run["results"][wl]) == sorted(expected), wl
         for target, reps in run["results"][wl].items():
             assert len(reps) == 1
@@ -66,12 +67,12 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
             assert rep["error"] is None, (wl, target, rep["error"])
             assert rep["verified"] is True, (wl, target, rep["checks"])
             assert rep["metrics"], (wl, target)
-            if target in ("ocifs", "s3fs", "rclone"):
+            if target in ("ocifs", "ocifs-fl", "s3fs", "rclone"):
                 rss = [v for k, v in rep["metrics"].items() if k.startswith("rss")]
                 assert rss and all(v and v > 0 for v in rss), (wl, target, rep["metrics"])
 
     md = (out / "smoke.md").read_text()
-    assert "| workload | ocifs | s3fs |" in md
+    assert "| workload | ocifs | ocifs-fl | s3fs |" in md
     assert "s3fs, " in md and "boto3)" in md  # ratios to both references
     pngs = sorted(out.glob("smoke-*.png"))
     assert {p.name for p in pngs} >= {"smoke-vs-s3fs-5ms.png", "smoke-vs-boto3-5ms.png",
