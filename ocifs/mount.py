@@ -213,7 +213,8 @@ class Mount:
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
                          stat_cache_expire=opts.stat_cache_expire,
-                         max_stat_cache_size=opts.max_stat_cache_size, fast_list=opts.fast_list)
+                         max_stat_cache_size=opts.max_stat_cache_size, fast_list=opts.fast_list,
+                         listing_expire=kernel_timeout(opts.stat_cache_expire))
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
                         timeout=kernel_timeout(opts.stat_cache_expire))
         limits = StagingLimits(

@@ -306,7 +306,8 @@ class OpenFiles:
             file.dirty = False
             file.dirty_bytes = 0
             file.attrs.etag = None
-            self.tree.pending.pop(path, None)
+            if self.tree.pending.pop(path, None) is not None:
+                self.tree.entry_changed(path)  # now an object: listings must show it
             if stored != target.metadata:
                 await self._store_late_metadata(file, path, stored, target.metadata)
             self.tree.remember(path, dataclasses.replace(file.attrs))

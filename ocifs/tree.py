@@ -47,13 +47,22 @@ class Tree:
     locally and not yet uploaded: they are visible to lookups and listings on this mount
     before any object exists.  ``default_uid``/``default_gid`` own objects without metadata.
     ``fast_list`` makes listings take attributes from ListObjectsV2 alone (no HEADs).
+    ``listings`` keeps each directory's raw listing for ``listing_expire`` seconds (so ``ls``
+    then ``ls -l``, or a ``find`` walking back up, ask once); a change made through this mount
+    drops the listings it affects at once.
     """
 
     def __init__(self, store: Store, default_uid: int, default_gid: int,
                  stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000,
-                 fast_list: bool = False) -> None:
+                 fast_list: bool = False, listing_expire: float = 1.0,
+                 max_listings: int = 1000) -> None:
         self.store = store
         self.fast_list = fast_list
+        if listing_expire > 0:
+            self.listings: cachetools.Cache = cachetools.TTLCache(maxsize=max_listings,
+                                                                  ttl=listing_expire)
+        else:
+            self.listings = cachetools.Cache(maxsize=0)
         self.default_uid = default_uid
         self.default_gid = default_gid
         self.mount_time_ns = time.time_ns()
@@ -74,9 +83,17 @@ class Tree:
 
     def invalidate(self, path: str, subtree: bool = False) -> None:
         self.stat_cache.pop(path, None)
+        self.listings.pop(parent_of(path), None)
         if subtree:
+            self.listings.pop(path, None)
             for cached in [p for p in list(self.stat_cache.keys()) if p.startswith(path + "/")]:
                 self.stat_cache.pop(cached, None)
+            for cached in [p for p in list(self.listings.keys()) if p.startswith(path + "/")]:
+                self.listings.pop(cached, None)
+
+    def entry_changed(self, path: str) -> None:
+        """``path`` appeared or disappeared: its directory's cached listing is out of date."""
+        self.listings.pop(parent_of(path), None)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -143,7 +160,14 @@ class Tree:
         size and date are enough.
         """
         prefix = self._dir_prefix(path)
-        contents, prefixes = await self.store.list_dir(prefix)
+        listing = self.listings.get(path)
+        if listing is None:
+            listing = await self.store.list_dir(prefix)
+            try:
+                self.listings[path] = listing
+            except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
+                pass
+        contents, prefixes = listing
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
@@ -225,6 +249,7 @@ class Tree:
                                    objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
         self.remember(path, attrs)
         self.invalidate(parent_of(path))
+        self.entry_changed(path)
 
     async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
         data = target.encode("utf-8", "surrogateescape")
@@ -232,6 +257,7 @@ class Tree:
         await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
                                    objects.DEFAULT_CONTENT_TYPE)
         self.remember(path, attrs)
+        self.entry_changed(path)
 
     async def readlink(self, path: str) -> str:
         data = await self.store.get_bytes(self.store.key(path))
@@ -241,13 +267,14 @@ class Tree:
         if self.pending.pop(path, None) is None:
             await self.store.delete(self.store.key(path))
         self.remember(path, None)
+        self.entry_changed(path)
 
     async def remove_dir(self, path: str, attrs: ObjectAttrs) -> None:
         if not await self.is_empty_dir(path):
             raise StoreError(errno.ENOTEMPTY, f"directory {path} is not empty")
         await self.store.delete(self.store.key(path, directory=True))
-        self.remember(path, None)
         self.invalidate(path, subtree=True)
+        self.remember(path, None)
 
     async def rename(self, old: str, new: str, attrs: ObjectAttrs) -> None:
         """Copy then delete (s3fs's way); a directory moves object by object, not atomically."""

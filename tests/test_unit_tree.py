@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import stat
+import time
 
 import pytest
 import trio
@@ -445,3 +446,40 @@ def test_remove_file(client, tree):
     tree.pending["pend"] = file_attrs()
     run(tree.remove_file, "pend")
     assert "pend" not in tree.pending
+
+
+# -- listing cache ---------------------------------------------------------------------------
+
+def test_listing_cache_asks_once_and_sees_local_changes_at_once(client, store):
+    tree = Tree(store, UID, GID, listing_expire=60)
+    put(client, "lc/a", b"1")
+    calls = []
+    real = store.list_dir
+
+    async def counting(prefix, max_keys=None):
+        calls.append(prefix)
+        return await real(prefix, max_keys)
+    store.list_dir = counting
+    names = lambda: [n for n, _ in run(tree.listdir, "lc")]  # noqa: E731
+    assert names() == ["a"] and names() == ["a"]
+    assert calls == ["lc/"]
+    put(client, "lc/b", b"2")  # another client: not seen until the listing expires
+    assert names() == ["a"]
+    run(tree.mkdir, "lc/d", ObjectAttrs(mode=stat.S_IFDIR | 0o755))  # a change made here is
+    assert names() == ["a", "b", "d"]
+    run(tree.remove_file, "lc/a")
+    assert names() == ["b", "d"]
+    run(tree.rename, "lc/b", "lc/c", file_attrs(size=1))
+    assert names() == ["c", "d"]
+    assert len(tree.listings) <= 1000
+
+
+def test_listing_cache_expires_and_can_be_off(client, store):
+    put(client, "le/a", b"1")
+    for expire in (0, 0.2):
+        tree = Tree(store, UID, GID, listing_expire=expire)
+        assert "a" in [n for n, _ in run(tree.listdir, "le")]
+        put(client, f"le/new{expire}", b"2")
+        if expire:
+            time.sleep(0.3)
+        assert f"new{expire}" in [n for n, _ in run(tree.listdir, "le")]
