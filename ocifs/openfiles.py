@@ -197,7 +197,9 @@ class OpenFiles:
         async with file.lock:
             await self._stage(file, 0)
             file.dirty = True
-        self.tree.pending[self.inodes.path(inode)] = file.attrs
+        path = self.inodes.path(inode)
+        self.tree.pending[path] = file.attrs
+        self.tree.created(path)
         return fh
 
     # -- data -----------------------------------------------------------------------------
@@ -307,7 +309,7 @@ class OpenFiles:
             file.dirty_bytes = 0
             file.attrs.etag = None
             if self.tree.pending.pop(path, None) is not None:
-                self.tree.entry_changed(path)  # now an object: listings must show it
+                self.tree.created(path)  # now an object: listings must show it
             if stored != target.metadata:
                 await self._store_late_metadata(file, path, stored, target.metadata)
             self.tree.remember(path, dataclasses.replace(file.attrs))

@@ -49,7 +49,11 @@ class Tree:
     ``fast_list`` makes listings take attributes from ListObjectsV2 alone (no HEADs).
     ``listings`` keeps each directory's raw listing for ``listing_expire`` seconds (so ``ls``
     then ``ls -l``, or a ``find`` walking back up, ask once); a change made through this mount
-    drops the listings it affects at once.
+    drops the listings it affects at once.  ``listed`` keeps the names a directory held when
+    it was last listed (or created here), for as long, kept up to date with this mount's own
+    changes: meanwhile a name missing from it is absent without asking the bucket (files
+    created in a directory just made or listed cost no lookups; another client's new name
+    may be missed for that long, as the kernel's entry cache may miss it too).
     """
 
     def __init__(self, store: Store, default_uid: int, default_gid: int,
@@ -63,6 +67,11 @@ class Tree:
                                                                   ttl=listing_expire)
         else:
             self.listings = cachetools.Cache(maxsize=0)
+        if listing_expire > 0:
+            self.listed: cachetools.Cache = cachetools.TTLCache(maxsize=max_listings,
+                                                                ttl=listing_expire)
+        else:
+            self.listed = cachetools.Cache(maxsize=0)
         self.default_uid = default_uid
         self.default_gid = default_gid
         self.mount_time_ns = time.time_ns()
@@ -85,15 +94,30 @@ class Tree:
         self.stat_cache.pop(path, None)
         self.listings.pop(parent_of(path), None)
         if subtree:
-            self.listings.pop(path, None)
-            for cached in [p for p in list(self.stat_cache.keys()) if p.startswith(path + "/")]:
-                self.stat_cache.pop(cached, None)
-            for cached in [p for p in list(self.listings.keys()) if p.startswith(path + "/")]:
-                self.listings.pop(cached, None)
+            for cache in (self.stat_cache, self.listings, self.listed):
+                cache.pop(path, None)
+                for cached in [p for p in list(cache.keys()) if p.startswith(path + "/")]:
+                    cache.pop(cached, None)
 
-    def entry_changed(self, path: str) -> None:
-        """``path`` appeared or disappeared: its directory's cached listing is out of date."""
+    def created(self, path: str) -> None:
+        """``path`` now exists (made through this mount): its directory's listings say so."""
         self.listings.pop(parent_of(path), None)
+        names = self.listed.get(parent_of(path))
+        if names is not None:
+            names.add(name_of(path))
+
+    def removed(self, path: str) -> None:
+        """``path`` no longer exists (removed through this mount)."""
+        self.listings.pop(parent_of(path), None)
+        names = self.listed.get(parent_of(path))
+        if names is not None:
+            names.discard(name_of(path))
+
+    def _remember_names(self, path: str, names: set[str]) -> None:
+        try:
+            self.listed[path] = names
+        except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
+            pass
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -113,6 +137,9 @@ class Tree:
             return cached  # type: ignore[return-value]
         if has_control_characters(path):
             return None
+        names = self.listed.get(parent_of(path)) if path else None
+        if names is not None and name_of(path) not in names:
+            return None  # not in its directory's listing, which is younger than listing_expire
         attrs = await self._fetch(path)
         self.remember(path, attrs)
         return attrs
@@ -178,6 +205,7 @@ class Tree:
         for pending_path in self.pending:
             if parent_of(pending_path) == path:
                 files.setdefault(name_of(pending_path), {})
+        self._remember_names(path, set(files) | dirs)
 
         entries: dict[str, ObjectAttrs] = {}
         to_head: list[tuple[str, bool]] = []
@@ -249,7 +277,8 @@ class Tree:
                                    objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
         self.remember(path, attrs)
         self.invalidate(parent_of(path))
-        self.entry_changed(path)
+        self.created(path)
+        self._remember_names(path, set())  # made here, so known to be empty
 
     async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
         data = target.encode("utf-8", "surrogateescape")
@@ -257,7 +286,7 @@ class Tree:
         await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
                                    objects.DEFAULT_CONTENT_TYPE)
         self.remember(path, attrs)
-        self.entry_changed(path)
+        self.created(path)
 
     async def readlink(self, path: str) -> str:
         data = await self.store.get_bytes(self.store.key(path))
@@ -267,7 +296,7 @@ class Tree:
         if self.pending.pop(path, None) is None:
             await self.store.delete(self.store.key(path))
         self.remember(path, None)
-        self.entry_changed(path)
+        self.removed(path)
 
     async def remove_dir(self, path: str, attrs: ObjectAttrs) -> None:
         if not await self.is_empty_dir(path):
@@ -275,6 +304,7 @@ class Tree:
         await self.store.delete(self.store.key(path, directory=True))
         self.invalidate(path, subtree=True)
         self.remember(path, None)
+        self.removed(path)
 
     async def rename(self, old: str, new: str, attrs: ObjectAttrs) -> None:
         """Copy then delete (s3fs's way); a directory moves object by object, not atomically."""
@@ -302,6 +332,8 @@ class Tree:
         self.remember(old, None)
         self.invalidate(old, subtree=True)
         self.invalidate(new, subtree=True)
+        self.removed(old)
+        self.created(new)
         self.remember(new, attrs)
 
     async def _rename_dir(self, old: str, new: str, attrs: ObjectAttrs,

@@ -483,3 +483,25 @@ def test_listing_cache_expires_and_can_be_off(client, store):
         if expire:
             time.sleep(0.3)
         assert f"new{expire}" in [n for n, _ in run(tree.listdir, "le")]
+
+
+def test_names_missing_from_a_recent_listing_are_absent_without_requests(client, store):
+    tree = Tree(store, UID, GID, stat_cache_expire=60, listing_expire=0.5)
+    put(client, "ng/a", b"1")
+    run(tree.listdir, "ng")
+    heads = []
+    real = store.head
+
+    async def counting(key):
+        heads.append(key)
+        return await real(key)
+    store.head = counting
+    assert run(tree.stat, "ng/missing") is None
+    run(tree.mkdir, "ng/new", ObjectAttrs(mode=stat.S_IFDIR | 0o755))
+    assert run(tree.stat, "ng/new/file") is None  # made here: known to be empty
+    assert heads == []
+    put(client, "ng/other", b"2")  # another client: absent here while the listing is young
+    assert run(tree.stat, "ng/other") is None
+    time.sleep(0.6)
+    assert run(tree.stat, "ng/other") is not None  # then asked for
+    assert run(tree.stat, "ng/a") is not None
