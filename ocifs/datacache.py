@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -111,12 +112,14 @@ class DataCache:
 
     def __init__(self, directory: Path | None, min_free_bytes: int | None = None,
                  temp_dir: str | None = None) -> None:
-        self.directory = directory
         self.temp_dir = temp_dir
-        self.persistent = directory is not None
-        where = str(directory) if directory is not None else (temp_dir or tempfile.gettempdir())
+        self._lock: int | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
+            directory = self._lock_dir(directory)
+        self.directory = directory
+        self.persistent = directory is not None
+        where = str(directory) if directory is not None else (temp_dir or tempfile.gettempdir())
         if min_free_bytes is None or min_free_bytes <= 0:
             st = os.statvfs(where)
             min_free_bytes = min(DEFAULT_FLOOR, st.f_blocks * st.f_frsize // 10)
@@ -125,6 +128,20 @@ class DataCache:
         self.entries: collections.OrderedDict[str, CacheEntry | None] = collections.OrderedDict()
         if self.persistent:
             self._index_existing()
+
+    def _lock_dir(self, directory: Path) -> Path | None:
+        """Own ``directory`` for this mount (two mounts filling the same cache files would
+        corrupt them); when another running mount owns it, cache in temporary files."""
+        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            log.warning("data cache %s is in use by another mount: this one caches in "
+                        "temporary files", directory)
+            return None
+        self._lock = fd
+        return directory
 
     @property
     def caches_sequential(self) -> bool:
@@ -151,7 +168,7 @@ class DataCache:
                 found.append((path.stat().st_mtime, path.stem))
             elif path.suffix == ".data" and not path.with_suffix(".json").exists():
                 path.unlink(missing_ok=True)
-            elif path.suffix not in (".data", ".json"):
+            elif path.suffix not in (".data", ".json") and path.name != ".lock":
                 path.unlink(missing_ok=True)
         for _, name in sorted(found):
             self.entries[name] = None
@@ -310,6 +327,9 @@ class DataCache:
                 self.entries[name] = None
             else:
                 self._remove(name)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def cache_dir(use_cache: str, tag: str) -> Path:

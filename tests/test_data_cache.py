@@ -82,12 +82,14 @@ def test_crash_before_save_leaves_no_false_claims(tmp_path):
     store = FakeStore(data)
     cache = DataCache(tmp_path / "cache", min_free_bytes=1)
     read_all(Prefetcher(store, cache=cache), "k", len(data), store.etag)
-    # the mount dies: the sidecar was written at release, then the data file grows unsaved
-    entry_files = sorted((tmp_path / "cache").iterdir())
+    # the mount dies (its lock goes with it) before it saved the sidecar
+    os.close(cache._lock)
+    entry_files = sorted(p for p in (tmp_path / "cache").iterdir() if p.name != ".lock")
     assert [p.suffix for p in entry_files] == [".data", ".json"]
-    entry_files[1].unlink()  # as if it died before the first save
+    entry_files[1].unlink()
     again = DataCache(tmp_path / "cache", min_free_bytes=1)
-    assert list((tmp_path / "cache").iterdir()) == []  # data without a sidecar is removed
+    assert again.persistent
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".lock"]  # no data without a sidecar
     assert read_all(Prefetcher(store, cache=again), "k", len(data), store.etag) == data
 
 
@@ -231,3 +233,13 @@ def test_read_ahead_is_raised_for_the_mount(mounted):
     while Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text().strip() != "1024":
         assert time.monotonic() < deadline, "read_ahead_kb not raised to 1024"
         time.sleep(0.1)
+
+
+def test_one_persistent_cache_directory_per_running_mount(tmp_path):
+    first = DataCache(tmp_path / "cache", min_free_bytes=1)
+    second = DataCache(tmp_path / "cache", min_free_bytes=1)
+    assert first.persistent and not second.persistent  # the second caches in temp files
+    first.close()
+    third = DataCache(tmp_path / "cache", min_free_bytes=1)
+    assert third.persistent
+    third.close()
