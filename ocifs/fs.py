@@ -355,6 +355,7 @@ class Operations(pyfuse3.Operations):
         self.inodes.rename(old, new)
         if open_file is not None:
             open_file.attrs.ctime_ns = time.time_ns()
+            open_file.attrs.etag = None  # the copy under the new name may have another ETag
 
     # -- attributes -----------------------------------------------------------------------
 

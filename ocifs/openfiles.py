@@ -27,7 +27,7 @@ from .inodes import InodeTable
 from .datacache import DataCache
 from .journal import UploadJournal
 from .objects import ObjectAttrs
-from .prefetch import Prefetcher, ReadStream
+from .prefetch import ObjectChanged, Prefetcher, ReadStream
 from .store import StoreError
 from .tree import Tree
 from .writeback import FileWriteback, Target, Uploader
@@ -78,10 +78,13 @@ class OpenFile:
 @dataclasses.dataclass
 class Handle:
     """One open() of a file: the shared :class:`OpenFile` plus this reader's stream of reads
-    from the bucket (made by the first read that goes to the bucket, closed at release)."""
+    from the bucket (made by the first read that goes to the bucket, closed at release).
+    ``changed`` says the object was replaced in the bucket while this handle read it: its
+    reads fail from then on (EIO) rather than mix two versions."""
 
     file: OpenFile
     stream: ReadStream | None = None
+    changed: bool = False
 
 
 class OpenFiles:
@@ -209,13 +212,33 @@ class OpenFiles:
         file = handle.file
         if file.staged is not None:
             return os.pread(file.staged.fileno(), size, offset)
+        if handle.changed:
+            raise StoreError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
+                                        "bucket while open; open it again")
         key = self.tree.store.key(self.inodes.path(file.inode))
         stream = handle.stream
         if stream is None or stream.size != file.attrs.size or stream.key != key:
             if stream is not None:  # renamed or rewritten on this mount since: start afresh
                 stream.close()
             stream = handle.stream = self.prefetcher.stream(key, file.attrs.size, file.attrs.etag)
-        return await stream.read(offset, size)
+        try:
+            return await stream.read(offset, size)
+        except ObjectChanged:
+            handle.changed = True
+            await self._refresh(file)
+            raise
+
+    async def _refresh(self, file: OpenFile) -> None:
+        """The object was replaced by another client since ``file`` was opened: forget its old
+        attributes, so that the next open reads the new version whole (and the kernel, seeing
+        another ETag, drops the pages it kept of the old one)."""
+        path = self.inodes.path(file.inode)
+        log.warning("%s was replaced in the bucket while open here; reads of this open fail "
+                    "with EIO, open it again", path)
+        self.tree.invalidate(path)
+        fresh = await self.tree.stat(path)
+        if fresh is not None and file.staged is None and not file.dirty:
+            file.attrs = dataclasses.replace(fresh)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         """Write into the staged copy; a sequential writer's completed parts go up meanwhile

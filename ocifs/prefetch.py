@@ -44,6 +44,20 @@ DIRECT_MIN = 128 * KiB      # smallest direct range (one kernel readahead unit)
 DIRECT_SEQUENTIAL = 1 * MiB  # direct range of a sequential reader the budget turned away
 
 
+class ObjectChanged(StoreError):
+    """A GET answered with another version of the object than the one the stream reads."""
+
+    def __init__(self, key: str, expected: str, got: str) -> None:
+        super().__init__(errno.EIO, f"GET {key}: the object changed since it was opened "
+                                    f"(ETag {got}, was {expected}); open it again to read it",
+                         "ObjectChanged")
+
+
+def same_etag(a: str, b: str) -> bool:
+    """ETags compared without their quotes (some stores and listings drop them)."""
+    return a.strip().strip('"') == b.strip().strip('"')
+
+
 class ByteBudget:
     """Bytes the prefetcher may hold: ``used`` of ``capacity`` (chunks held or in flight)."""
 
@@ -96,9 +110,10 @@ class Prefetcher:
         self.nursery: trio.Nursery | None = None
 
     def stream(self, key: str, size: int, etag: str | None = None) -> "ReadStream":
-        """A stream of reads of ``key`` as it was when opened (``etag``, if known)."""
+        """A stream of reads of ``key`` as it was when opened: ``etag`` (if known) picks the
+        cache file and is the version every GET must answer with (None: the first GET's)."""
         entry = self.cache.acquire(key, etag, size) if self.cache is not None else None
-        return ReadStream(self, key, size, entry)
+        return ReadStream(self, key, size, entry, etag)
 
 
 class ReadStream:
@@ -109,14 +124,21 @@ class ReadStream:
     ``next_offset`` is where the last read ended and ``streak`` how many reads in a row were
     sequential.  ``direct``/``direct_start`` keep the last direct range (the kernel often reads
     the rest of it next).  ``entry`` is the object version's cache file, if any.
+
+    ``etag`` is the version the stream reads: every GET must answer with it (the first GET
+    sets it when it was not known), else :class:`ObjectChanged` (EIO) is raised and nothing
+    of that answer is used.  Ranged GETs of an object replaced meanwhile would otherwise mix
+    two versions in one file, silently, and also with the pages of the old version the
+    kernel kept.
     """
 
     def __init__(self, prefetcher: Prefetcher, key: str, size: int,
-                 entry: CacheEntry | None = None) -> None:
+                 entry: CacheEntry | None = None, etag: str | None = None) -> None:
         self.prefetcher = prefetcher
         self.key = key
         self.size = size
         self.entry = entry
+        self.etag = etag
         self.chunks: list[Chunk] = []
         self.ahead = 0
         self.window = CHUNK
@@ -182,16 +204,27 @@ class ReadStream:
             first = start - start % BLOCK
             last = min(self.size, -(-end // BLOCK) * BLOCK)
             data, etag = await self.prefetcher.store.get_range_tagged(self.key, first, last - first)
+            self._check_version(etag)
             self._keep(first, data, etag)
             self.direct, self.direct_start = data, first
             return data[start - first:end - first]
         length = max(end - start, DIRECT_SEQUENTIAL if sequential else DIRECT_MIN)
         length = min(length, self.size - start)
         data, etag = await self.prefetcher.store.get_range_tagged(self.key, start, length)
+        self._check_version(etag)
         if sequential:
             self._keep(start, data, etag, sequential=True)
         self.direct, self.direct_start = data, start
         return data[:end - start]
+
+    def _check_version(self, etag: str | None) -> None:
+        """Refuse an answer from another version than the stream's (see the class docstring)."""
+        if etag is None:
+            return
+        if self.etag is None:
+            self.etag = etag
+        elif not same_etag(etag, self.etag):
+            raise ObjectChanged(self.key, self.etag, etag)
 
     def _keep(self, start: int, data: bytes, etag: str | None, sequential: bool = False) -> None:
         """Put fetched bytes in the cache file (a sequential reader's only when the cache is
@@ -232,6 +265,7 @@ class ReadStream:
                 if not chunk.dropped:
                     chunk.data, chunk.etag = await prefetcher.store.get_range_tagged(
                         self.key, chunk.start, chunk.end - chunk.start)
+                    self._check_version(chunk.etag)
                     if len(chunk.data) != chunk.end - chunk.start:
                         raise StoreError(errno.EIO, f"GET {self.key}: short read (object changed?)")
                     self._keep(chunk.start, chunk.data, chunk.etag, sequential=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 from typing import IO, Any, Callable, TypeVar
 
 import boto3
@@ -249,7 +250,9 @@ class Store:
         def get() -> tuple[bytes, str | None]:
             response = self.client.get_object(Bucket=self.bucket, Key=key,
                                               Range=f"bytes={start}-{start + length - 1}")
-            return response["Body"].read(), response.get("ETag")
+            data = response["Body"].read()
+            return _ranged_body(key, start, length, data, response.get("ContentRange")), \
+                response.get("ETag")
         try:
             return await self._run(f"GET {key}", get)
         except StoreError as exc:
@@ -353,6 +356,30 @@ class Store:
             return [upload for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix)
                     for upload in page.get("Uploads", [])]
         return await self._run(f"LIST MULTIPART {key_prefix}", list_all)
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _ranged_body(key: str, start: int, length: int, data: bytes, content_range: str | None) -> bytes:
+    """The body of a ranged GET, checked to be the bytes asked for.
+
+    A server that ignores the Range header answers 200 with the whole object: slicing that as
+    if it began at ``start`` would hand a reader bytes of another offset, so it is refused
+    (unless the range began at 0, where the whole object's first bytes are the right ones).
+    A Content-Range that names other bytes than the body's is refused too.
+    """
+    if content_range is None:
+        if start != 0:
+            raise StoreError(errno.EIO, f"GET {key}: the server ignored the Range header "
+                                        f"(asked bytes from {start})")
+        return data[:length]
+    match = _CONTENT_RANGE.fullmatch(content_range.strip())
+    if match is None or int(match.group(1)) != start \
+            or int(match.group(2)) - start + 1 != len(data):
+        raise StoreError(errno.EIO, f"GET {key}: asked bytes {start}-{start + length - 1}, "
+                                    f"got {len(data)} bytes for range {content_range!r}")
+    return data
 
 
 def _file_range(fd: int, start: int, length: int) -> ReadFileChunk:

@@ -270,6 +270,7 @@ class Tree:
             key = self.store.key(path)
             await self.store.copy(key, key, objects.metadata_for(attrs),
                                   objects.content_type_for(path, attrs))
+            attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.remember(path, attrs)
 
     async def mkdir(self, path: str, attrs: ObjectAttrs) -> None:
@@ -329,6 +330,7 @@ class Tree:
             await self.store.copy(src, dst, objects.metadata_for(attrs),
                                   objects.content_type_for(new, attrs))
             await self.store.delete(src)
+            attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.remember(old, None)
         self.invalidate(old, subtree=True)
         self.invalidate(new, subtree=True)

@@ -8,6 +8,7 @@ another mount) seen once ``stat_cache_expire`` (plus the kernel's own cache) has
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -157,6 +158,31 @@ def test_reads_without_nursery_are_direct():
     assert trio.run(main) == data
 
 
+@pytest.mark.parametrize("known", [True, False])
+def test_a_stream_never_mixes_two_versions(known):
+    """An object replaced (same size) while a handle reads it: the reads after the change fail
+    with EIO instead of returning the new version's bytes after the old one's."""
+    old, new = random.Random(7).randbytes(20 * MiB), random.Random(8).randbytes(20 * MiB)
+    store = FakeStore(old)
+
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(old), store.etag if known else None)
+        first = await stream.read(0, MiB)
+        await trio.sleep(0.1)  # the first chunk's neighbours are fetched meanwhile
+        store.data, store.etag = new, '"v2"'
+        read = [first]
+        with pytest.raises(StoreError) as failure:
+            for offset in range(MiB, len(old), MiB):
+                read.append(await stream.read(offset, MiB))
+        stream.close()
+        await trio.sleep(0.1)
+        return b"".join(read), failure.value
+
+    _, (read, error) = run_with_prefetcher(store, body)
+    assert error.errno == errno.EIO and isinstance(error, prefetch.ObjectChanged)
+    assert read == old[:len(read)]  # all of one version, up to the change
+
+
 def test_kernel_timeout_follows_stat_cache():
     assert kernel_timeout(0) == 0
     assert kernel_timeout(0.5) == 0.5
@@ -299,3 +325,31 @@ def test_two_mounts_see_each_others_changes(s3_server, mount_factory, expire):
         assert not (second.mountpoint / "new.txt").exists()
     else:
         _wait_until(lambda: not (second.mountpoint / "new.txt").exists(), bound)
+
+
+def test_object_replaced_by_another_client_is_never_mixed_with_kept_pages(s3_server, mount_factory):
+    """The mount read a file (its pages stay in the kernel's cache, its attributes in the
+    stat cache); another client replaces it with as many bytes; some pages are evicted.  The
+    next read must not combine the kept old pages with new bytes fetched for the evicted ones:
+    it fails (EIO), and the file opened again reads the new version whole."""
+    bucket = unique_bucket("rp")
+    s3_server.create_bucket(bucket)
+    client = s3_server.client()
+    old, new = random.Random(11).randbytes(4 * MiB), random.Random(12).randbytes(4 * MiB)
+    client.put_object(Bucket=bucket, Key="f.bin", Body=old)
+    mount = mount_factory(s3_server, bucket).mount()
+    path = mount.mountpoint / "f.bin"
+    assert _read(path) == old
+    client.put_object(Bucket=bucket, Key="f.bin", Body=new)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, MiB, MiB, os.POSIX_FADV_DONTNEED)  # evict the second MiB
+    finally:
+        os.close(fd)
+    try:
+        got = _read(path)
+    except OSError as exc:
+        assert exc.errno == errno.EIO
+    else:
+        assert got in (old, new), "old and new bytes mixed in one read of the file"
+    assert _read(path) == new

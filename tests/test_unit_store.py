@@ -300,3 +300,51 @@ def test_to_store_error_oserror_and_other():
 def test_to_store_error_passes_store_error_through():
     original = StoreError(errno.ENOTEMPTY, "not empty")
     assert to_store_error(original, "x") is original
+
+
+# -- ranged GETs are checked to be the bytes asked for ----------------------------------------
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self) -> bytes:
+        return self.data
+
+
+class _RangeIgnoringClient:
+    """A server that answers ranged GETs with whatever ``answer`` says (ContentRange or none)."""
+
+    def __init__(self, data: bytes, answer) -> None:
+        self.data = data
+        self.answer = answer
+
+    def get_object(self, Bucket, Key, Range):
+        start, end = (int(x) for x in Range[len("bytes="):].split("-"))
+        body, content_range = self.answer(self.data, start, end)
+        response = {"Body": _Body(body), "ETag": '"e"'}
+        if content_range is not None:
+            response["ContentRange"] = content_range
+        return response
+
+
+@pytest.mark.parametrize("answer", [
+    lambda d, s, e: (d, None),                                   # 200: the whole object
+    lambda d, s, e: (d[0:e - s + 1], f"bytes 0-{e - s}/{len(d)}"),  # another range
+    lambda d, s, e: (d[s:e], f"bytes {s}-{e}/{len(d)}"),           # body shorter than it says
+])
+def test_get_range_refuses_bytes_of_another_offset(answer):
+    data = bytes(range(256)) * 64
+    store = Store(_RangeIgnoringClient(data, answer), BUCKET)
+    with pytest.raises(StoreError) as failure:
+        run(store.get_range, "k", 1000, 100)
+    assert failure.value.errno == errno.EIO
+
+
+def test_get_range_accepts_exact_answers():
+    data = bytes(range(256)) * 64
+    exact = Store(_RangeIgnoringClient(data, lambda d, s, e: (d[s:e + 1], f"bytes {s}-{e}/{len(d)}")),
+                  BUCKET)
+    assert run(exact.get_range, "k", 1000, 100) == data[1000:1100]
+    whole = Store(_RangeIgnoringClient(data, lambda d, s, e: (d, None)), BUCKET)
+    assert run(whole.get_range, "k", 0, 100) == data[:100]  # from 0, a 200 is still right
