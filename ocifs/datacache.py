@@ -271,13 +271,13 @@ class DataCache:
         if not self.make_room(len(data)):
             return False
         try:
-            os.pwrite(entry.fd, data, start)
+            written = os.pwrite(entry.fd, data, start)
         except OSError as exc:
             log.warning("data cache: cannot write %s: %s", entry.key, exc)
             return False
-        entry.ranges.add(start, start + len(data))
+        entry.ranges.add(start, start + written)  # a short write (disk full) claims no more
         entry.unsaved = True
-        return True
+        return written == len(data)
 
     def free_bytes(self) -> int:
         st = os.statvfs(self._where)
