@@ -44,6 +44,11 @@ BLOCK = 1 * MiB          # what a random reader's miss fetches (aligned)
 DEFAULT_FLOOR = 1024 * MiB  # free space kept without ensure_diskfree (at most 10% of the disk)
 
 
+def same_etag(a: str, b: str) -> bool:
+    """ETags compared without their quotes (some stores and listings drop them)."""
+    return a.strip().strip('"') == b.strip().strip('"')
+
+
 class RangeSet:
     """Disjoint, sorted, merged half-open byte ranges ``[start, end)``."""
 
@@ -182,7 +187,7 @@ class DataCache:
         entry = self.entries.get(name)
         if entry is None and name in self.entries:
             entry = self._load(name)
-        if entry is not None and (entry.etag != etag or entry.size != size):
+        if entry is not None and (not same_etag(entry.etag, etag) or entry.size != size):
             if entry.users > 0:
                 return None  # an older version still being read here; don't mix them
             self._remove(name)
@@ -261,7 +266,7 @@ class DataCache:
         False when it is not kept (another version, or no room)."""
         if entry.stale or not data:
             return False
-        if etag is not None and etag != entry.etag:
+        if etag is not None and not same_etag(etag, entry.etag):
             log.info("data cache: %s changed in the bucket (ETag %s, cached %s); not caching it",
                      entry.key, etag, entry.etag)
             entry.stale = True

@@ -28,7 +28,7 @@ import logging
 
 import trio
 
-from .datacache import BLOCK, CacheEntry, DataCache
+from .datacache import BLOCK, CacheEntry, DataCache, same_etag
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,6 @@ class ObjectChanged(StoreError):
         super().__init__(errno.EIO, f"GET {key}: the object changed since it was opened "
                                     f"(ETag {got}, was {expected}); open it again to read it",
                          "ObjectChanged")
-
-
-def same_etag(a: str, b: str) -> bool:
-    """ETags compared without their quotes (some stores and listings drop them)."""
-    return a.strip().strip('"') == b.strip().strip('"')
 
 
 class ByteBudget:
