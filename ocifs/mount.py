@@ -41,6 +41,9 @@ from .tree import Tree
 log = logging.getLogger(__name__)
 
 NO_MULTIPART = 5 * 1024 * MiB  # a single PUT takes up to 5 GiB
+# Retries of the check before mounting: a wrong URL, or a store that is down, is reported in
+# seconds (a mount's own requests ride out longer outages, see ocifs.retries).
+CHECK_RETRIES = 2
 
 
 class MountError(Exception):
@@ -120,11 +123,12 @@ def check_mountpoint(path: str) -> str:
     return os.path.realpath(path)
 
 
-def build_store(spec: MountSpec) -> Store:
+def build_store(spec: MountSpec, retries: int | None = None) -> Store:
     opts = spec.options
     assert spec.credentials is not None
     client = make_client(opts.url, opts.endpoint, spec.credentials, opts.use_path_request_style,
-                         opts.retries, opts.connect_timeout, opts.readwrite_timeout,
+                         opts.retries if retries is None else retries,
+                         opts.connect_timeout, opts.readwrite_timeout,
                          max_pool=opts.max_thread_count + opts.parallel_count)
     return Store(client, spec.bucket, spec.prefix, max_threads=opts.max_thread_count,
                  multipart_size=opts.multipart_size * MiB,
@@ -142,7 +146,7 @@ def prepare(spec: MountSpec) -> MountSpec:
     except ValueError as exc:
         raise MountError(str(exc)) from None
     try:
-        build_store(spec).check_bucket_sync()
+        build_store(spec, min(spec.options.retries, CHECK_RETRIES)).check_bucket_sync()
     except Exception as exc:  # noqa: BLE001 - StoreError already carries a clean message
         raise MountError(f"cannot use bucket {spec.bucket} at {spec.options.url}: {exc}") from None
     return spec

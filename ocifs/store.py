@@ -21,6 +21,7 @@ from botocore.config import Config
 from s3transfer.utils import ReadFileChunk
 
 from .credentials import Credentials
+from .retries import install_paced_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +51,10 @@ _ERRNO_BY_CODE = {
     "400": errno.EINVAL,
     "BadRequest": errno.EINVAL,
     "InvalidObjectName": errno.EINVAL,
-    "SlowDown": errno.EAGAIN,
+    # Throttling that outlasted the retries is an I/O error: EAGAIN would tell a program
+    # that reads or writes a regular file to try again at once (Python's unbuffered write
+    # even returns None for it, as if nothing had gone wrong).
+    "SlowDown": errno.EIO,
     "ServiceUnavailable": errno.EIO,
     "QuotaExceeded": errno.ENOSPC,
 }
@@ -102,7 +106,8 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
 
     Path-style addressing when asked, SigV4 with the given region, checksums only when an
     operation requires one (OCI rejects botocore's default CRC32 and aws-chunked bodies),
-    and botocore's standard retry mode (backoff on 5xx, 429 and throttling codes).
+    and retries as :mod:`ocifs.retries` paces them (5xx, 409, 429 and throttling codes,
+    timeouts, connection errors).
     """
     config = Config(
         region_name=region,
@@ -122,32 +127,8 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
         aws_session_token=credentials.session_token,
     )
     client = session.client("s3", endpoint_url=url, config=config)
-    client.meta.events.register("needs-retry.s3", ConflictRetry(retries))
+    install_paced_retries(client, retries)
     return client
-
-
-class ConflictRetry:
-    """Retry HTTP 409 answers with backoff, on top of botocore's standard mode.
-
-    OCI answers 409 (e.g. to concurrent multipart completions or writes to the same object)
-    where the request succeeds when repeated; botocore's standard mode does not retry 409.
-    Registered on the ``needs-retry`` event, it returns a delay only for 409s, so every other
-    decision stays botocore's.
-    """
-
-    def __init__(self, retries: int, base_delay: float = 0.2) -> None:
-        self.retries = retries
-        self.base_delay = base_delay
-
-    def __call__(self, response: Any = None, attempts: int = 1, **kwargs: Any) -> float | None:
-        if response is None or attempts > self.retries:
-            return None
-        http_response = response[0]
-        if getattr(http_response, "status_code", None) != 409:
-            return None
-        delay = min(self.base_delay * 2 ** (attempts - 1), 10.0)
-        log.info("409 Conflict from the store, retrying in %.1f s (attempt %d)", delay, attempts)
-        return delay
 
 
 class Store:

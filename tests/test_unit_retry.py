@@ -1,14 +1,25 @@
-"""Retries as the store sees them: 409 Conflict (OCI) and throttling are repeated, not surfaced."""
+"""Retries as the store sees them: 409 Conflict (OCI), throttling, 5xx and unreachable stores
+are repeated, not surfaced, with waits long enough to ride out a short outage."""
 
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
+import time
 
+import botocore.exceptions
 import pytest
 
+from ocifs import retries
 from ocifs.credentials import Credentials
 from ocifs.store import make_client
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    """Waits 20 times shorter than a mount's (the pacing itself is tested below)."""
+    monkeypatch.setattr(retries, "BASE_DELAY", 0.05)
 
 
 class FlakyStore(http.server.BaseHTTPRequestHandler):
@@ -58,7 +69,7 @@ def client_for(server, retries: int = 3):
 
 
 @pytest.mark.parametrize("status,code", [(409, "ConcurrentObjectUpdate"), (429, "TooManyRequests"),
-                                         (503, "SlowDown")])
+                                         (503, "SlowDown"), (500, "InternalError")])
 def test_transient_answers_are_retried(flaky, status, code):
     FlakyStore.failures, FlakyStore.status, FlakyStore.code = 2, status, code
     client_for(flaky).put_object(Bucket="bucket", Key="k", Body=b"x")
@@ -71,3 +82,26 @@ def test_retries_are_bounded(flaky):
         client_for(flaky, retries=2).put_object(Bucket="bucket", Key="k", Body=b"x")
     assert "ConcurrentObjectUpdate" in str(info.value)
     assert FlakyStore.seen == [409, 409, 409]
+
+
+def test_waits_double_with_jitter_up_to_a_cap(monkeypatch):
+    monkeypatch.setattr(retries, "BASE_DELAY", 1.0)
+    low, high = retries.PacedRetry(5, rand=lambda: 0.0), retries.PacedRetry(5, rand=lambda: 1.0)
+    assert [low.delay(n) for n in range(1, 7)] == [0.5, 1, 2, 4, 8, 10]
+    assert [high.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 16, 20]
+    assert sum(low.delay(n) for n in range(1, 6)) == 15.5  # what the default 5 retries span
+
+
+def test_unreachable_store_is_retried_with_paced_waits(monkeypatch):
+    """botocore alone waits at most 50, 100, 200 ms after refused connections (0.35 s for
+    three retries); the client ocifs makes waits its own pacing: here 0.1, 0.2, 0.4 s at least."""
+    monkeypatch.setattr(retries, "BASE_DELAY", 0.2)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = make_client(f"http://127.0.0.1:{port}", "us-east-1", Credentials("k", "s"),
+                         path_style=True, retries=3, connect_timeout=1, read_timeout=1, max_pool=2)
+    started = time.monotonic()
+    with pytest.raises(botocore.exceptions.EndpointConnectionError):
+        client.head_object(Bucket="bucket", Key="k")
+    assert time.monotonic() - started >= 0.1 + 0.2 + 0.4

@@ -246,7 +246,8 @@ def client_error(code: str, status: int, message: str = "msg", op: str = "GetObj
     ("AccessDenied", 403, errno.EACCES),
     ("403", 403, errno.EACCES),
     ("SignatureDoesNotMatch", 403, errno.EACCES),
-    ("SlowDown", 503, errno.EAGAIN),
+    ("SlowDown", 503, errno.EIO),          # never EAGAIN: a file's reader or writer would spin
+    ("TooManyRequests", 429, errno.EIO),
     ("ServiceUnavailable", 503, errno.EIO),
     ("QuotaExceeded", 403, errno.ENOSPC),
     ("InvalidRange", 416, errno.EINVAL),
