@@ -250,7 +250,7 @@ class FileWriteback:
             count = self.layout.count(size)
             etags = {part: self.done[part][0] for part in range(1, count + 1)}
             assert self.upload_id is not None
-            await self.store.complete_multipart(target.key, self.upload_id, etags)
+            await self._complete(target.key, size, etags)
             if self.uploader.journal is not None:
                 self.uploader.journal.remove(self.upload_id)
             log.info("%s: multipart upload completed (%d parts)", target.path, count)
@@ -258,6 +258,24 @@ class FileWriteback:
         self.done.clear()
         self.base_size, self.touched, self.stream_from, self.sent_bytes = size, set(), 1, 0
         return stored
+
+    async def _complete(self, key: str, size: int, etags: dict[int, str]) -> None:
+        """CompleteMultipartUpload.  When botocore repeats it because the answer to the first
+        one was lost, some stores (OCI, MinIO) answer NoSuchUpload: the upload is gone because
+        it was completed.  The object then holds this upload's size and metadata (its mtime
+        in nanoseconds included), which no other writer's object has."""
+        assert self.upload_id is not None
+        try:
+            await self.store.complete_multipart(key, self.upload_id, etags)
+        except StoreError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+            head = await self.store.head(key)
+            if (head is None or head.get("ContentLength") != size
+                    or head.get("Metadata") != self.upload_meta):
+                raise
+            log.info("%s: completion repeated after a lost answer; the first one had completed "
+                     "the object", key)
 
     async def _send_missing(self, size: int, nursery: trio.Nursery) -> None:
         """Send every part of a ``size``-byte file this upload does not hold yet, in parallel
