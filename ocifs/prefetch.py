@@ -170,6 +170,9 @@ class ReadStream:
                 break
             await chunk.done.wait()
             if chunk.error is not None:
+                if chunk in self.chunks:  # forgotten: the next read asks the store again
+                    self.chunks.remove(chunk)
+                    self._drop(chunk)
                 raise chunk.error
             if chunk.data is None:  # dropped meanwhile by a concurrent read that jumped away
                 pieces.append(await self._read_direct(position, end, sequential))
