@@ -144,6 +144,21 @@ class UploadJournal:
             path.unlink(missing_ok=True)
         return aborted
 
+    async def abort_own(self, store: Store) -> None:
+        """At unmount, abort the uploads this mount still lists: every one was given up (its
+        file could not be uploaded, or an earlier abort failed while the store was down).
+        Those that cannot be aborted now stay listed for the next mount."""
+        for upload_id, key in list(self.uploads.items()):
+            try:
+                await store.abort_multipart(key, upload_id)
+            except StoreError as exc:
+                log.warning("cannot abort multipart upload %s of %s (the next mount will): %s",
+                            upload_id, store.path_of(key), exc)
+                continue
+            self.remove(upload_id)
+            log.info("aborted multipart upload %s of %s, given up earlier", upload_id,
+                     store.path_of(key))
+
     def save_recovery_copy(self, fd: int, path: str) -> Path | None:
         """Copy local file ``fd`` (whose upload failed) to ``recovery/`` and return the copy."""
         directory = self.directory / "recovery"

@@ -277,6 +277,8 @@ class Mount:
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
             if not self.unsaved:
                 self.unsaved = await self.operations.files.upload_all()
+            if not self.giving_up:
+                await self.journal.abort_own(self.store)
             uploads.cancel_scope.cancel()  # gave up: uploads left are aborted by the next mount
         self.cache.close()
         opts = self.spec.options
