@@ -1,0 +1,350 @@
+"""Faults between ocifs and the store, and of ocifs itself, on real mounts.
+
+The store is seen through tests/fault_proxy.py, which answers chosen requests with 500, 503
+SlowDown or 429, resets or stalls connections, loses answers, or goes down altogether.  What a
+user relies on (docs/SEMANTICS.md, "Failures"): transient faults are retried without the
+caller noticing; a fault that lasts reaches the caller as an error (EIO, ETIMEDOUT) at write,
+fsync or close, never as silent loss: the data stays staged, a recovery copy is logged, and
+once the store answers again everything written and fsync'd is in the bucket byte for byte;
+no object ever appears half-written under its name; the mount stays alive through all of it.
+Each test checks that its fault really happened (the proxy counts the requests it took).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from fault_proxy import FaultyServer
+from mounting import is_mounted, unique_bucket
+from test_write_path import (SMALL_PARTS, exists, mount_pid, pattern, pattern_bytes,
+                             stored_sha256, uploads, wait_for)
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def faulty(request, tmp_path_factory):
+    """A local S3 server (each kind) behind a fault proxy of this test's own."""
+    from conftest import get_server
+    server = FaultyServer(get_server(request.param, tmp_path_factory)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def faulty_moto(moto_server):
+    server = FaultyServer(moto_server).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def faulty_seaweed(seaweed_server):
+    server = FaultyServer(seaweed_server).start()
+    yield server
+    server.stop()
+
+
+def new_bucket(server) -> str:
+    name = unique_bucket("fault")
+    server.create_bucket(name)
+    return name
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def alive(mount) -> None:
+    """The mount answers (no "Transport endpoint is not connected")."""
+    os.statvfs(mount.mountpoint)
+    os.listdir(mount.mountpoint)
+    assert is_mounted(mount.mountpoint)
+
+
+# -- transient faults: retried, invisible ---------------------------------------------------------
+
+def test_transient_faults_are_retried_invisibly(faulty, mount_factory):
+    """One fault of each kind on each kind of request: every call succeeds, nothing is logged
+    above INFO, the data is byte-exact (each request fails once, so one retry suffices)."""
+    server = faulty
+    bucket = new_bucket(server)
+    client = server.client()
+    mount = mount_factory(server, bucket, SMALL_PARTS).mount()
+    proxy = server.proxy
+    rules = [proxy.error(500, "InternalError", op="PutObject"),
+             proxy.reset(op="CreateMultipartUpload"),
+             proxy.error(503, "SlowDown", op="UploadPart"),
+             proxy.error(429, "TooManyRequests", op="CompleteMultipartUpload")]
+    small, big = pattern_bytes(1, 300_000), pattern_bytes(2, 12 * MiB + 5)
+    (mount.mountpoint / "small.bin").write_bytes(small)
+    with open(mount.mountpoint / "big.bin", "wb") as f:
+        f.write(big)
+        os.fsync(f.fileno())
+    assert [proxy.hits(r) for r in rules] == [1, 1, 1, 1]
+    assert stored_sha256(client, bucket, "small.bin") == sha(small)
+    assert stored_sha256(client, bucket, "big.bin") == sha(big)
+    assert uploads(client, bucket) == []
+
+    rules = [proxy.error(503, "SlowDown", op="HeadObject"), proxy.reset(op="ListObjectsV2"),
+             proxy.error(500, "InternalError", op="GetObject")]
+    other = mount_factory(server, bucket, name="reader").mount()  # nothing cached
+    assert sorted(os.listdir(other.mountpoint)) == ["big.bin", "small.bin"]
+    assert sha((other.mountpoint / "big.bin").read_bytes()) == sha(big)
+    assert (other.mountpoint / "small.bin").read_bytes() == small
+    assert [proxy.hits(r) for r in rules] == [1, 1, 1]
+    log = mount.log_text() + other.log_text()
+    assert "retrying in" in log
+    assert not re.search(r" [WE] ocifs", log), log
+
+
+# -- faults that last: loud errors, data kept --------------------------------------------------------
+
+def recovery_copies(state) -> list:
+    directory = state / "recovery"
+    return sorted(directory.iterdir()) if directory.exists() else []
+
+
+@pytest.mark.parametrize("status,code", [(503, "SlowDown"), (500, "InternalError")])
+def test_lasting_put_failure_is_eio_at_close_and_the_data_is_kept(faulty_moto, mount_factory, tmp_path, status, code):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = mount_factory(server, bucket, ["retries=1", f"use_cache={state}"]).mount()
+    rule = server.proxy.error(status, code, times=None, op="PutObject")
+    data = pattern_bytes(3, 200_000)
+    f = open(mount.mountpoint / "doc.txt", "wb", buffering=0)
+    f.write(data)
+    with pytest.raises(OSError) as info:
+        os.fsync(f.fileno())
+    assert info.value.errno == errno.EIO
+    with pytest.raises(OSError) as info:
+        f.close()
+    assert info.value.errno == errno.EIO
+    assert server.proxy.hits(rule) >= 4
+    assert not exists(client, bucket, "doc.txt")
+    copies = recovery_copies(state)
+    assert len(copies) == 1 and copies[0].read_bytes() == data
+    assert str(copies[0]) in mount.log_text()
+    alive(mount)
+    server.proxy.clear()
+    mount.umount()  # the store answers again: the staged data goes up
+    assert stored_sha256(client, bucket, "doc.txt") == sha(data)
+
+
+@pytest.mark.parametrize("op", ["UploadPart", "CompleteMultipartUpload"])
+def test_lasting_multipart_failure_is_eio_and_the_upload_is_aborted(faulty_moto, mount_factory, tmp_path, op):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = mount_factory(server, bucket, SMALL_PARTS + ["retries=1", f"use_cache={state}"]).mount()
+    rule = server.proxy.error(500, times=None, op=op)
+    data = pattern_bytes(4, 17 * MiB)
+    f = open(mount.mountpoint / "big.bin", "wb", buffering=0)
+    try:  # the first failed part is reported by a write or by the fsync
+        for offset in range(0, len(data), MiB):
+            f.write(data[offset:offset + MiB])
+        os.fsync(f.fileno())
+    except OSError as exc:
+        assert exc.errno == errno.EIO
+    else:
+        raise AssertionError("the upload failed, the writer must hear of it")
+    with pytest.raises(OSError) as info:
+        f.close()
+    assert info.value.errno == errno.EIO
+    assert server.proxy.hits(rule) >= 2
+    # The kernel sends the release after close returned: its own try fails and aborts too.
+    wait_for(lambda: "release: " in mount.log_text(), what="the release of big.bin")
+    assert not exists(client, bucket, "big.bin")
+    assert uploads(client, bucket) == []
+    copies = recovery_copies(state)
+    assert len(copies) == 1
+    assert copies[0].read_bytes() == data[:copies[0].stat().st_size]
+    alive(mount)
+    server.proxy.clear()
+    mount.umount()
+    assert stored_sha256(client, bucket, "big.bin") == sha(data)
+    assert uploads(client, bucket) == []
+
+
+def test_lost_answers_are_retried(faulty_moto, mount_factory):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    mount = mount_factory(server, bucket, SMALL_PARTS).mount()
+    ops = ("PutObject", "UploadPart", "CompleteMultipartUpload")
+    rules = [server.proxy.lose(op=op) for op in ops]
+    small, big = pattern_bytes(1, 300_000), pattern_bytes(2, 12 * MiB + 5)
+    (mount.mountpoint / "small.bin").write_bytes(small)
+    with open(mount.mountpoint / "big.bin", "wb") as f:
+        f.write(big)
+    assert [server.proxy.hits(r) for r in rules] == [1, 1, 1]
+    assert stored_sha256(client, bucket, "small.bin") == sha(small)
+    assert stored_sha256(client, bucket, "big.bin") == sha(big)
+    assert uploads(client, bucket) == []
+
+
+def test_completion_whose_answer_was_lost_is_not_an_error(faulty_moto, mount_factory, tmp_path):
+    """OCI answers a repeated CompleteMultipartUpload with 404 NoSuchUpload: the first one,
+    whose answer was lost, did complete the object."""
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    mount = mount_factory(server, bucket, SMALL_PARTS).mount()
+    lost = server.proxy.lose(op="CompleteMultipartUpload")
+    gone = server.proxy.error(404, "NoSuchUpload", op="CompleteMultipartUpload")
+    big = pattern_bytes(5, 12 * MiB + 5)
+    with open(mount.mountpoint / "big.bin", "wb") as f:
+        f.write(big)
+    assert (server.proxy.hits(lost), server.proxy.hits(gone)) == (1, 1)
+    assert stored_sha256(client, bucket, "big.bin") == sha(big)
+    assert uploads(client, bucket) == []
+    assert "Traceback" not in mount.log_text()
+
+
+# -- reads under faults ---------------------------------------------------------------------------
+
+def test_lasting_read_faults_are_eio_and_the_mount_stays_alive(faulty_moto, mount_factory):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    data = pattern_bytes(6, 3 * MiB)
+    client.put_object(Bucket=bucket, Key="dir/data.bin", Body=data)
+    mount = mount_factory(server, bucket, ["retries=1", "stat_cache_expire=0"]).mount()
+    proxy = server.proxy
+    path = mount.mountpoint / "dir" / "data.bin"
+    assert path.stat().st_size == len(data)
+
+    rule = proxy.error(500, times=None, op="GetObject")
+    with open(path, "rb") as f:
+        with pytest.raises(OSError) as info:
+            f.read()
+        assert info.value.errno == errno.EIO
+        assert proxy.hits(rule) >= 2
+        alive(mount)
+        proxy.clear()
+        f.seek(0)
+        assert f.read() == data  # the same handle reads again once the store answers
+    rule = proxy.error(503, "SlowDown", times=None, op="HeadObject")
+    with pytest.raises(OSError) as info:
+        path.stat()
+    assert info.value.errno == errno.EIO
+    assert proxy.hits(rule) >= 2
+    proxy.clear()
+    rule = proxy.reset(times=None, op="ListObjectsV2")
+    with pytest.raises(OSError) as info:
+        os.listdir(mount.mountpoint / "dir")
+    assert info.value.errno == errno.EIO
+    assert proxy.hits(rule) >= 2
+    proxy.clear()
+    assert os.listdir(mount.mountpoint / "dir") == ["data.bin"]
+    assert path.read_bytes() == data
+    alive(mount)
+
+
+def test_stalled_read_ends_within_the_timeout(faulty_moto, mount_factory):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    data = pattern_bytes(7, 2 * MiB)
+    client.put_object(Bucket=bucket, Key="data.bin", Body=data)
+    mount = mount_factory(server, bucket, ["readwrite_timeout=2"]).mount()
+    path = mount.mountpoint / "data.bin"
+    assert path.stat().st_size == len(data)
+    rule = server.proxy.stall(times=None, after_bytes=1000, op="GetObject")
+    started = time.monotonic()
+    with open(path, "rb") as f:
+        with pytest.raises(OSError) as info:
+            f.read()
+    elapsed = time.monotonic() - started
+    assert info.value.errno in (errno.EIO, errno.ETIMEDOUT)
+    assert server.proxy.hits(rule) >= 1
+    assert elapsed < 30, elapsed
+    alive(mount)
+    server.proxy.clear()
+    assert path.read_bytes() == data
+
+
+def test_stalled_upload_is_retried_or_fails_within_the_timeout(faulty_moto, mount_factory, tmp_path):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = mount_factory(server, bucket, ["readwrite_timeout=2", "retries=1",
+                                           f"use_cache={state}"]).mount()
+    once = server.proxy.stall(op="PutObject")  # the store took it, the answer never comes
+    (mount.mountpoint / "once.txt").write_bytes(b"retried after the timeout")
+    assert server.proxy.hits(once) == 1
+    assert client.get_object(Bucket=bucket, Key="once.txt")["Body"].read() == b"retried after the timeout"
+
+    always = server.proxy.stall(times=None, op="PutObject")
+    started = time.monotonic()
+    with pytest.raises(OSError) as info:
+        with open(mount.mountpoint / "never.txt", "wb") as f:
+            f.write(b"x" * 1000)
+    assert info.value.errno == errno.ETIMEDOUT
+    assert time.monotonic() - started < 30
+    assert server.proxy.hits(always) >= 2
+    assert len(recovery_copies(state)) == 1
+    alive(mount)
+    server.proxy.clear()
+    mount.umount()  # the store answers again: the staged data goes up
+    assert client.get_object(Bucket=bucket, Key="never.txt")["Body"].read() == b"x" * 1000
+
+
+# -- the store down for a while -------------------------------------------------------------------
+
+@pytest.mark.parametrize("retries", [5, 1], ids=["ridden-out", "outlasting-retries"])
+def test_store_down_during_a_write(faulty_moto, mount_factory, tmp_path, retries):
+    """Down for 4 s: the default retries (waits of 0.5-1, 1-2, 2-4... s) ride it out and the
+    write completes; one retry does not, and the writer hears of it (EIO at write or fsync),
+    with the data kept.  Either way, once the store is back, everything is stored."""
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = mount_factory(server, bucket, SMALL_PARTS + [f"retries={retries}", f"use_cache={state}"]).mount()
+    before = pattern_bytes(8, 1 * MiB)
+    (mount.mountpoint / "before.bin").write_bytes(before)
+    during = pattern_bytes(9, 12 * MiB)
+    f = open(mount.mountpoint / "during.bin", "wb", buffering=0)
+    f.write(during[:6 * MiB])
+    server.proxy.down(seconds=4)
+    try:
+        f.write(during[6 * MiB:])
+        os.fsync(f.fileno())
+        outcome = "stored"
+    except OSError as exc:
+        outcome = errno.errorcode[exc.errno]
+    assert outcome == ("stored" if retries == 5 else "EIO")
+    if outcome == "stored":
+        assert stored_sha256(client, bucket, "during.bin") == sha(during)
+    else:
+        copies = recovery_copies(state)
+        assert len(copies) == 1 and str(copies[0]) in mount.log_text()
+        assert not exists(client, bucket, "during.bin")
+    wait_for(lambda: not server.proxy.stats()["down"], timeout=30, what="the store to come back")
+    after = pattern_bytes(10, 7 * MiB)
+    with open(mount.mountpoint / "after.bin", "wb") as g:
+        g.write(after)
+        os.fsync(g.fileno())
+    assert stored_sha256(client, bucket, "after.bin") == sha(after)
+    f.close()  # uploads the file again, if the fsync failed
+    mount.umount()
+    assert stored_sha256(client, bucket, "before.bin") == sha(before)
+    assert stored_sha256(client, bucket, "during.bin") == sha(during)
+    assert uploads(client, bucket) == []  # an abort that failed during the outage was redone
