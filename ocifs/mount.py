@@ -228,6 +228,7 @@ class Mount:
         self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
         self.cache = _data_cache(opts, self.journal.tag)
         self.operations = Operations(self.tree, view, limits, self.cache)
+        self.store.journal = self.journal  # multipart copies (renames) are recorded too
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []

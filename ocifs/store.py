@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
-from typing import IO, Any, Callable, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -21,7 +21,11 @@ from botocore.config import Config
 from s3transfer.utils import ReadFileChunk
 
 from .credentials import Credentials
+from .parts import MAX_PARTS
 from .retries import install_paced_retries
+
+if TYPE_CHECKING:
+    from .journal import UploadJournal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,6 +33,7 @@ MiB = 1024 * 1024
 # HEADs are small and mostly waiting for the round trip: a directory listing sends one per
 # entry not in the stat cache, so they get more threads (and connections) than other requests.
 HEAD_THREADS = 32
+MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
 
 # S3 error codes and the errno a program should see for them.
 _ERRNO_BY_CODE = {
@@ -137,8 +142,9 @@ class Store:
     ``limiter`` bounds the worker threads doing requests, ``head_limiter`` those doing HEADs
     (at least :data:`HEAD_THREADS`, so ``ls -l`` of a big directory is not
     ``entries / max_thread_count`` round trips long); ``upload_config``/``copy_config`` are
-    boto3's transfer settings (multipart threshold, part size, parts in flight) for uploads and
-    for server-side copies.
+    the transfer settings (multipart threshold, part size, parts in flight) for uploads and
+    for server-side copies.  ``journal`` records multipart copies in progress (None: not
+    recorded), as :class:`~ocifs.writeback.FileWriteback` records multipart uploads.
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
@@ -156,6 +162,7 @@ class Store:
         self.copy_config = TransferConfig(
             multipart_threshold=copy_threshold, multipart_chunksize=copy_part_size,
             max_concurrency=parallel_count, use_threads=True)
+        self.journal: UploadJournal | None = None
 
     def key(self, path: str, directory: bool = False) -> str:
         """The object key of a path relative to the mount root ("" is the root)."""
@@ -257,12 +264,63 @@ class Store:
                                Body=data, Metadata=metadata, ContentType=content_type)
 
     async def copy(self, src: str, dst: str, metadata: dict[str, str], content_type: str) -> None:
-        """Server-side copy with new metadata; multipart copy above ``singlepart_copy_limit``."""
-        await self._run(f"COPY {src} -> {dst}", self.client.copy,
-                        {"Bucket": self.bucket, "Key": src}, self.bucket, dst,
-                        ExtraArgs={"Metadata": metadata, "ContentType": content_type,
-                                   "MetadataDirective": "REPLACE"},
-                        Config=self.copy_config)
+        """Server-side copy with new metadata; multipart copy above ``singlepart_copy_limit``.
+
+        The source's size is asked first (the caller's may be stale: a copy planned from it
+        would be cut short).  A multipart copy is recorded in ``journal`` like the uploads of
+        the write path, so a mount killed in the middle of a big rename leaves nothing the
+        next mount does not abort.
+        """
+        head = await self.head(src)
+        if head is None:
+            raise StoreError(errno.ENOENT, f"COPY {src} -> {dst}: no such object", "NoSuchKey")
+        size = head["ContentLength"]
+        if size <= min(self.copy_config.multipart_threshold, MAX_SINGLE_COPY):
+            await self._run(f"COPY {src} -> {dst}", self.client.copy_object, Bucket=self.bucket,
+                            Key=dst, CopySource={"Bucket": self.bucket, "Key": src},
+                            Metadata=metadata, ContentType=content_type,
+                            MetadataDirective="REPLACE")
+            return
+        await self._copy_multipart(src, dst, size, metadata, content_type)
+
+    async def _copy_multipart(self, src: str, dst: str, size: int, metadata: dict[str, str],
+                              content_type: str) -> None:
+        """UploadPartCopy of ``multipart_copy_size`` parts (more when 10,000 would not hold
+        ``size``), ``parallel_count`` at once; aborted if any part fails."""
+        part_size = max(self.copy_config.multipart_chunksize, -(-size // MAX_PARTS))
+        upload_id = await self.create_multipart(dst, metadata, content_type)
+        if self.journal is not None:
+            self.journal.add(dst, upload_id)
+        etags: dict[int, str] = {}
+        slots = trio.Semaphore(self.copy_config.max_request_concurrency)
+
+        async def copy_part(part: int, start: int) -> None:
+            async with slots:
+                length = min(part_size, size - start)
+                etags[part] = await self.upload_part_copy(dst, upload_id, part, src, start, length)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for part, start in enumerate(range(0, size, part_size), start=1):
+                    nursery.start_soon(copy_part, part, start)
+            await self.complete_multipart(dst, upload_id, etags)
+        except Exception as exc:  # not on cancellation: a mount giving up leaves it to the journal
+            await self._abort_quietly(dst, upload_id)
+            while isinstance(exc, ExceptionGroup):  # parts fail in a nursery: the first one
+                exc = exc.exceptions[0]
+            raise exc from None
+        if self.journal is not None:
+            self.journal.remove(upload_id)
+
+    async def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            await self.abort_multipart(key, upload_id)
+        except StoreError as exc:
+            log.warning("cannot abort multipart copy %s to %s (the next mount will): %s",
+                        upload_id, key, exc)
+            return
+        if self.journal is not None:
+            self.journal.remove(upload_id)
 
     async def delete(self, key: str) -> None:
         """DeleteObject (one at a time: DeleteObjects needs a checksum OCI may refuse)."""

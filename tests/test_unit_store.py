@@ -187,6 +187,54 @@ def test_copy_replaces_metadata(client, store):
     run(main)
 
 
+class RecordingJournal:
+    """What the store tells an UploadJournal: uploads added, uploads removed."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, str]] = []
+        self.removed: list[str] = []
+
+    def add(self, key: str, upload_id: str) -> None:
+        self.added.append((key, upload_id))
+
+    def remove(self, upload_id: str) -> None:
+        self.removed.append(upload_id)
+
+
+def test_multipart_copy_is_journaled_and_byte_exact(client):
+    store = Store(client, BUCKET, copy_threshold=5 * MiB, copy_part_size=5 * MiB)
+    store.journal = RecordingJournal()
+    data = os.urandom(12 * MiB + 3)
+    client.put_object(Bucket=BUCKET, Key="big", Body=data)
+    run(store.copy, "big", "moved", {"mode": "33188"}, "application/octet-stream")
+    assert client.get_object(Bucket=BUCKET, Key="moved")["Body"].read() == data
+    assert client.head_object(Bucket=BUCKET, Key="moved", PartNumber=1)["PartsCount"] == 3
+    assert client.head_object(Bucket=BUCKET, Key="moved")["Metadata"] == {"mode": "33188"}
+    [(key, upload_id)] = store.journal.added
+    assert key == "moved" and store.journal.removed == [upload_id]
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_failed_multipart_copy_is_aborted(client, monkeypatch):
+    store = Store(client, BUCKET, copy_threshold=5 * MiB, copy_part_size=5 * MiB)
+    store.journal = RecordingJournal()
+    client.put_object(Bucket=BUCKET, Key="big", Body=os.urandom(11 * MiB))
+    real = store.upload_part_copy
+
+    async def third_part_fails(key, upload_id, part, *args):
+        if part == 3:
+            raise StoreError(errno.EIO, "COPY PART 3: InternalError")
+        return await real(key, upload_id, part, *args)
+    monkeypatch.setattr(store, "upload_part_copy", third_part_fails)
+    with pytest.raises(StoreError) as info:
+        run(store.copy, "big", "moved", {}, "application/octet-stream")
+    assert info.value.errno == errno.EIO
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert store.journal.removed == [store.journal.added[0][1]]
+    with pytest.raises(botocore.exceptions.ClientError):
+        client.head_object(Bucket=BUCKET, Key="moved")
+
+
 def test_copy_missing_source_enoent(store):
     with pytest.raises(StoreError) as info:
         run(store.copy, "nope", "dst", {}, "text/plain")
