@@ -452,7 +452,11 @@ class FaultProxyProcess:
         return self.command("stats")
 
     def hits(self, rule_id: int) -> int:
-        return next(r["hits"] for r in self.stats()["rules"] if r["id"] == rule_id)
+        """How many requests rule ``rule_id`` took (a cleared rule is gone: KeyError)."""
+        for rule in self.stats()["rules"]:
+            if rule["id"] == rule_id:
+                return rule["hits"]
+        raise KeyError(f"no rule {rule_id} (cleared?)")
 
     def requests(self, op: str | None = None) -> list[tuple[str, str, str, str]]:
         """The requests seen since the last :meth:`clear`: ``(op, method, key, action)``."""

@@ -348,3 +348,49 @@ def test_store_down_during_a_write(faulty_moto, mount_factory, tmp_path, retries
     assert stored_sha256(client, bucket, "before.bin") == sha(before)
     assert stored_sha256(client, bucket, "during.bin") == sha(during)
     assert uploads(client, bucket) == []  # an abort that failed during the outage was redone
+
+
+# -- the ocifs process itself -----------------------------------------------------------------------
+
+def test_kill_9_mid_rename_leaves_one_whole_object_and_no_upload(faulty_seaweed, mount_factory, tmp_path):
+    """A big rename is a multipart copy, then a delete of the source.  Killed in the copy: the
+    source is whole, the destination absent; the next mount clears the stale mount (saying so)
+    and aborts the copy's upload, which the killed mount had journaled."""
+    server = faulty_seaweed
+    bucket = new_bucket(server)
+    client = server.client()
+    state = tmp_path / "state"
+    state.mkdir()
+    data = pattern_bytes(11, 23 * MiB)
+    client.put_object(Bucket=bucket, Key="big.bin", Body=data)
+    options = ["singlepart_copy_limit=5", "multipart_copy_size=5", f"use_cache={state}"]
+    first = mount_factory(server, bucket, options)
+    proc = first.start_foreground()
+    stuck = server.proxy.stall(skip=2, times=None, op="UploadPartCopy")  # parts 3.. hang
+    mv = subprocess.Popen(["mv", str(first.mountpoint / "big.bin"), str(first.mountpoint / "moved.bin")],
+                          stderr=subprocess.PIPE, text=True)
+    copying = wait_for(lambda: [u for u in uploads(client, bucket) if u["Key"] == "moved.bin"],
+                       what="the multipart copy to start")
+    wait_for(lambda: server.proxy.hits(stuck) >= 1, what="a part copy in flight")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert mv.wait(timeout=30) != 0  # the rename failed (ENOTCONN), it did not half-happen
+    server.proxy.clear()
+    assert stored_sha256(client, bucket, "big.bin") == sha(data)
+    assert not exists(client, bucket, "moved.bin")
+
+    second = type(first)(server, bucket, first.mountpoint, options)  # the same mountpoint
+    result = subprocess.run(second.argv(), capture_output=True, text=True, timeout=120)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"clearing stale mount at {first.mountpoint}" in result.stderr
+        wait_for(lambda: "aborted multipart upload" in second.log_text(), what="the abort")
+        assert copying[0]["UploadId"] in second.log_text()
+        assert [u for u in uploads(client, bucket) if u["Key"] == "moved.bin"] == []
+        assert sorted(os.listdir(second.mountpoint)) == ["big.bin"]
+        os.rename(second.mountpoint / "big.bin", second.mountpoint / "moved.bin")  # now it can
+        assert stored_sha256(client, bucket, "moved.bin") == sha(data)
+        assert not exists(client, bucket, "big.bin")
+        assert uploads(client, bucket) == []
+    finally:
+        second.umount()
