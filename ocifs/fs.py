@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
+# Errors of the local disk holding staged copies, passed to the caller as they are.
+LOCAL_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 KERNEL_CACHE_MAX = 1.0  # seconds the kernel may keep an entry or attributes, at most
 # st_blksize: the I/O size programs pick from stat() (cp: 1 MiB requests instead of 128 KiB;
 # stdio: 8 KiB buffers, its maximum, instead of 4 KiB).  Every request is a round trip through
@@ -85,7 +87,12 @@ def fuse_errors(method: F) -> F:
         except pyfuse3.FUSEError as exc:
             outcome = errno.errorcode.get(exc.errno, str(exc.errno))
             raise
-        except Exception:  # noqa: BLE001 - a bug must cost one request, never the mount
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one request, never the mount
+            if isinstance(exc, OSError) and exc.errno in LOCAL_DISK_ERRORS:
+                # The staging disk (use_cache) is full or failing: the caller must see why.
+                log.warning("%s: staging disk: %s", method.__name__, exc.strerror)
+                outcome = errno.errorcode[exc.errno]
+                raise pyfuse3.FUSEError(exc.errno) from None
             log.exception("%s failed unexpectedly", method.__name__)
             outcome = "EIO"
             raise pyfuse3.FUSEError(errno.EIO) from None
