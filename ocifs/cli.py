@@ -94,7 +94,9 @@ def _options(args: argparse.Namespace, extra: list[str] | None = None):
 
 def cmd_mount(args: argparse.Namespace) -> int:
     bucket, prefix = parse_bucket(args.bucket)
-    spec = MountSpec(bucket, prefix, args.mountpoint, _options(args), foreground=args.foreground)
+    options = _options(args)
+    spec = MountSpec(bucket, prefix, args.mountpoint, options, foreground=args.foreground,
+                     stop_timeout=options.stop_timeout)
     prepare(spec)
     if spec.foreground:
         return run_mount(spec)
@@ -126,7 +128,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
         os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
         extra = [f"url={server.endpoint_url},use_path_request_style,dbglevel=info"]
-        spec = MountSpec("demo", "", args.mountpoint, _options(args, extra), foreground=True)
+        options = _options(args, extra)
+        spec = MountSpec("demo", "", args.mountpoint, options, foreground=True,
+                         stop_timeout=options.stop_timeout)
         prepare(spec)
         print(f"ocifs demo: bucket 'demo' on {server.kind} at {server.endpoint_url} "
               f"is mounted at {os.path.abspath(args.mountpoint)}\n"

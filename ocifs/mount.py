@@ -255,8 +255,13 @@ class Mount:
         finally:
             pyfuse3.close(unmount=True)
         if self.unsaved:
+            kept = self.keep_unsaved()
             log.error("exiting with data not uploaded: %s", ", ".join(self.unsaved))
             print(f"ocifs: not uploaded: {', '.join(self.unsaved)}", file=sys.stderr)
+            for path, copy in kept.items():
+                where = f"its data is kept in {copy}" if copy else "no recovery copy could be made"
+                log.error("%s: %s", path, where)
+                print(f"ocifs: {path}: {where}", file=sys.stderr)
             return 1
         log.info("unmounted %s", self.spec.mountpoint)
         return 0
@@ -276,8 +281,12 @@ class Mount:
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
-            if not self.unsaved:
-                self.unsaved = await self.operations.files.upload_all()
+            if not self.unsaved and not self.giving_up:
+                timeout = self.spec.stop_timeout
+                with trio.move_on_after(float("inf") if timeout is None else timeout) as limit:
+                    self.unsaved = await self.operations.files.upload_all()
+                if limit.cancelled_caught:
+                    self.give_up(f"uploads not finished within {timeout:g} s (stop_timeout)")
             if not self.giving_up:
                 await self.journal.abort_own(self.store)
             uploads.cancel_scope.cancel()  # gave up: uploads left are aborted by the next mount
@@ -311,12 +320,27 @@ class Mount:
                 for f in self.operations.files.by_inode.values() if f.dirty]
 
     def give_up(self, reason: str) -> None:
-        """Unmount now; whatever is still dirty is reported as not uploaded."""
+        """Unmount now; whatever is still dirty is kept in recovery copies (made here, before
+        anything else can go wrong) and reported as not uploaded."""
         self.giving_up = True
         self.unsaved = self.dirty_paths()
         log.error("%s: unmounting without waiting for uploads", reason)
+        self.keep_unsaved()
         pyfuse3.terminate()
         self._drain_scope.cancel()
+
+    def keep_unsaved(self) -> dict[str, Path | None]:
+        """Recovery copies of the dirty files (one made earlier of the same data is reused):
+        their staged copies are unlinked files, gone when the process exits."""
+        kept = {}
+        files = self.operations.files
+        for file in list(files.by_inode.values()):
+            writeback = file.writeback
+            if not file.dirty or writeback is None or self.operations.inodes.is_unlinked(file.inode):
+                continue
+            path = self.operations.inodes.path(file.inode)
+            kept[path] = writeback.keep(path)
+        return kept
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -335,7 +359,7 @@ class Mount:
                 await self.hooks.stopping(reason)
                 self.unsaved = await self.operations.files.upload_all()
             if limit.cancelled_caught:
-                self.give_up(f"stop not finished within {timeout:g} s")
+                self.give_up(f"stop not finished within {timeout:g} s (stop_timeout)")
                 return
             pyfuse3.terminate()
 

@@ -118,6 +118,9 @@ class MountOptions:
         "int"))
     curldbg: bool = dataclasses.field(default=False, metadata=_opt(
         "log every HTTP request and response header (secrets redacted)", "flag"))
+    stop_timeout: float | None = dataclasses.field(default=None, metadata=_opt(
+        "seconds a stop (signal, umount) may spend uploading before it gives up, keeping the "
+        "data in recovery copies (default: no limit)", "float"))
     stat_cache_expire: float = dataclasses.field(default=900.0, metadata=_opt(
         "seconds an object's attributes are cached", "float"))
     max_stat_cache_size: int = dataclasses.field(default=100000, metadata=_opt(

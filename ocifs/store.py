@@ -179,7 +179,9 @@ class Store:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
                 raise to_store_error(exc, what) from None
-        return await trio.to_thread.run_sync(call, limiter=limiter or self.limiter)
+        # A cancelled call (a stop giving up) returns at once; its thread finishes alone.
+        return await trio.to_thread.run_sync(call, limiter=limiter or self.limiter,
+                                             abandon_on_cancel=True)
 
     # -- checks ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+from pathlib import Path
 from typing import Callable
 
 import trio
@@ -85,7 +86,8 @@ class FileWriteback:
     * ``stream_from``: first part a sequential writer has not yet had sent.
     * ``error``: the first failure of a background part, raised at the next write/flush.
     * ``sent_bytes``: bytes of good parts sent since the object was last stored.
-    * ``saved_version``: the ``writes`` count when the last recovery copy was made.
+    * ``saved_version``: the ``writes`` count when the last recovery copy was made, and
+      ``recovery_copy`` its path (None: none could be made).
     """
 
     def __init__(self, uploader: Uploader, fd: int, base_size: int) -> None:
@@ -105,6 +107,7 @@ class FileWriteback:
         self.sent_bytes = 0
         self.writes = 0
         self.saved_version = -1
+        self.recovery_copy: Path | None = None
 
     @property
     def store(self) -> Store:
@@ -317,22 +320,29 @@ class FileWriteback:
     async def fail(self, path: str, exc: StoreError) -> None:
         """An upload failed for good: abort it, keep the data in a recovery copy, log where."""
         self.error = None
-        await self.abandon()
         if self.saved_version == self.writes:
+            await self.abandon()
             log.error("upload of %s failed: %s (the data stays staged; its recovery copy was "
                       "made earlier)", path, exc)
             return
-        journal = self.uploader.journal
-        copy = None
-        if journal is not None:
-            copy = await trio.to_thread.run_sync(journal.save_recovery_copy, self.fd, path)
-        self.saved_version = self.writes
+        copy = await trio.to_thread.run_sync(self.keep, path)  # first: the abort may take long
+        await self.abandon()
         if copy is not None:
             log.error("upload of %s failed: %s; its data is kept in %s and stays staged, a later "
                       "fsync or close retries", path, exc, copy)
         else:
             log.error("upload of %s failed: %s; the data stays staged, a later fsync or close "
                       "retries", path, exc)
+
+    def keep(self, path: str) -> Path | None:
+        """A recovery copy of the staged data: the one made earlier if nothing was written
+        since, else a new one (None when there is no journal or it cannot be written)."""
+        if self.saved_version == self.writes and self.recovery_copy is not None:
+            return self.recovery_copy
+        journal = self.uploader.journal
+        copy = journal.save_recovery_copy(self.fd, path) if journal is not None else None
+        self.saved_version, self.recovery_copy = self.writes, copy
+        return copy
 
     def pending_bytes(self, size: int) -> int:
         """Bytes of a ``size``-byte file not yet in the bucket nor in this upload (estimate)."""

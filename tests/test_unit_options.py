@@ -169,3 +169,10 @@ def test_options_help_shows_defaults():
     assert "(default: 10)" in line
     line = next(l for l in text.splitlines() if l.strip().startswith("allow_other "))
     assert "(default: off)" in line
+
+
+def test_stop_timeout_is_unlimited_unless_given():
+    assert parse_options([]).stop_timeout is None
+    assert parse_options(["stop_timeout=2.5"]).stop_timeout == 2.5
+    with pytest.raises(OptionError):
+        parse_options(["stop_timeout=-1"])
