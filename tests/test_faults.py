@@ -394,3 +394,130 @@ def test_kill_9_mid_rename_leaves_one_whole_object_and_no_upload(faulty_seaweed,
         assert uploads(client, bucket) == []
     finally:
         second.umount()
+
+
+def close_quietly(f) -> None:
+    """A file open on a mount that is gone: its close fails, as it should."""
+    try:
+        f.close()
+    except OSError:
+        pass
+
+
+def test_sigterm_uploads_through_a_short_outage(faulty_moto, mount_factory):
+    """The store is down when the stop begins: the upload waits for it (retries), the process
+    exits 0 once the data is in the bucket."""
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    mount = mount_factory(server, bucket)
+    proc = mount.start_foreground()
+    data = pattern_bytes(12, 2 * MiB)
+    f = open(mount.mountpoint / "dirty.bin", "wb", buffering=0)
+    try:
+        f.write(data)  # staged, dirty: only a close, an fsync or the stop uploads it
+        server.proxy.down(seconds=3)
+        assert mount.stop_foreground(signal.SIGTERM, timeout=60) == 0, proc.communicate()
+    finally:
+        close_quietly(f)
+    assert stored_sha256(client, bucket, "dirty.bin") == sha(data)
+    assert "retrying in" in mount.log_text()
+
+
+def test_sigterm_gives_up_after_stop_timeout_and_keeps_the_data(faulty_moto, mount_factory, tmp_path):
+    """The store hangs (a request never answered, default readwrite_timeout of 120 s): the stop
+    gives up after stop_timeout, names the file and where its data is kept, exits 1."""
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    state = tmp_path / "state"
+    state.mkdir()
+    mount = mount_factory(server, bucket, ["stop_timeout=3", f"use_cache={state}"])
+    proc = mount.start_foreground()
+    data = pattern_bytes(13, 3 * MiB + 7)
+    f = open(mount.mountpoint / "unsaved.bin", "wb", buffering=0)
+    try:
+        f.write(data)
+        hang = server.proxy.stall(times=None, op="PutObject")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # else closing f below would wait on the hung mount forever
+            raise
+        elapsed = time.monotonic() - started
+    finally:
+        close_quietly(f)
+    assert proc.returncode == 1, stderr
+    assert server.proxy.hits(hang) >= 1
+    assert 3 <= elapsed < 3 + 15, elapsed  # not 120 s per attempt
+    assert "ocifs: not uploaded: unsaved.bin" in stderr
+    kept = re.search(r"ocifs: unsaved\.bin: its data is kept in (\S+)", stderr)
+    assert kept, stderr
+    assert open(kept.group(1), "rb").read() == data
+    assert "stop not finished within 3 s (stop_timeout)" in mount.log_text()
+    mount.wait_gone()
+    # The store may have taken the PUT whose answer never came: then the object is whole.
+    if exists(client, bucket, "unsaved.bin"):
+        assert stored_sha256(client, bucket, "unsaved.bin") == sha(data)
+
+
+# -- the local staging disk full -----------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MiB tmpfs for the staged copies (and the state directory)."""
+    directory = tmp_path / "small-disk"
+    directory.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(directory)], check=True)
+    yield directory
+    subprocess.run(["umount", "-l", str(directory)], check=True)
+
+
+def write_until_error(path, data: bytes) -> tuple[int, OSError | None]:
+    """Write ``data`` in 1 MiB calls; returns the bytes the calls reported written and the error."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    written = 0
+    try:
+        while written < len(data):
+            written += os.write(fd, data[written:written + MiB])
+    except OSError as exc:
+        return written, exc
+    finally:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            return written, exc
+    return written, None
+
+
+@pytest.mark.parametrize("diskfree", [0, 12], ids=["disk-full", "ensure_diskfree"])
+def test_full_staging_disk_is_enospc_and_corrupts_nothing(faulty_moto, mount_factory, small_disk, diskfree):
+    server = faulty_moto
+    bucket = new_bucket(server)
+    client = server.client()
+    mount = mount_factory(server, bucket, [f"use_cache={small_disk}", f"ensure_diskfree={diskfree}"]).mount()
+    first = pattern_bytes(14, 5 * MiB)
+    (mount.mountpoint / "first.bin").write_bytes(first)  # uploaded at close, its staged copy freed
+
+    data = pattern_bytes(15, 30 * MiB)
+    written, error = write_until_error(mount.mountpoint / "kept.bin", data)
+    assert error is not None and error.errno == errno.ENOSPC, error
+    assert 0 < written <= 20 * MiB
+    # The file holds exactly what the writes reported (close uploaded it): nothing torn.
+    assert stored_sha256(client, bucket, "kept.bin") == sha(data[:written])
+
+    # The usual pattern, a temporary name renamed once complete, leaves nothing behind.
+    written, error = write_until_error(mount.mountpoint / "new.tmp", data)
+    assert error is not None and error.errno == errno.ENOSPC, error
+    os.unlink(mount.mountpoint / "new.tmp")
+    assert not exists(client, bucket, "new.tmp")
+    assert uploads(client, bucket) == []
+
+    alive(mount)
+    assert (mount.mountpoint / "first.bin").read_bytes() == first
+    assert stored_sha256(client, bucket, "first.bin") == sha(first)
+    (mount.mountpoint / "later.txt").write_bytes(b"room again")
+    assert client.get_object(Bucket=bucket, Key="later.txt")["Body"].read() == b"room again"
+    assert "Traceback" not in mount.log_text()
