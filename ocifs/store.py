@@ -8,9 +8,12 @@ of requests in flight is bounded by ``max_thread_count``.  Errors from the store
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import errno
 import logging
 import re
+import time
 from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
 
 import boto3
@@ -34,6 +37,7 @@ MiB = 1024 * 1024
 # entry not in the stat cache, so they get more threads (and connections) than other requests.
 HEAD_THREADS = 32
 MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
+LOST_CREATION_SLACK = 2.0  # seconds around a retried creation (Date has 1 s resolution)
 
 # S3 error codes and the errno a program should see for them.
 _ERRNO_BY_CODE = {
@@ -343,10 +347,40 @@ class Store:
 
     async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str) -> str:
         """CreateMultipartUpload; returns the upload id."""
+        started = time.monotonic()
         response = await self._run(f"CREATE MULTIPART {key}", self.client.create_multipart_upload,
                                    Bucket=self.bucket, Key=key, Metadata=metadata,
                                    ContentType=content_type)
-        return response["UploadId"]
+        upload_id = response["UploadId"]
+        if response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            await self._abort_lost_creations(key, upload_id, response, time.monotonic() - started)
+        return upload_id
+
+    async def _abort_lost_creations(self, key: str, upload_id: str, response: dict,
+                                    elapsed: float) -> None:
+        """A retried CreateMultipartUpload may have created uploads whose answers were lost
+        (a reset or a timeout after the store acted): nobody knows their ids, so nobody would
+        ever abort them.  They are the uploads of ``key`` the store says were initiated during
+        this call (by its own clock: the answer's Date, less the call's duration)."""
+        date = response["ResponseMetadata"].get("HTTPHeaders", {}).get("date")
+        if not date:
+            return
+        try:
+            end = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return
+        start = end - datetime.timedelta(seconds=elapsed + LOST_CREATION_SLACK)
+        end += datetime.timedelta(seconds=LOST_CREATION_SLACK)
+        try:
+            for upload in await self.multipart_uploads(key):
+                initiated = upload.get("Initiated")
+                if (upload["Key"] == key and upload["UploadId"] != upload_id
+                        and initiated is not None and start <= initiated <= end):
+                    await self.abort_multipart(key, upload["UploadId"])
+                    log.info("aborted multipart upload %s of %s, created by an attempt whose "
+                             "answer was lost", upload["UploadId"], self.path_of(key))
+        except StoreError as exc:
+            log.warning("cannot look for uploads of %s left by a lost answer: %s", key, exc)
 
     async def upload_part(self, key: str, upload_id: str, part: int, fd: int, start: int,
                           length: int) -> str:
