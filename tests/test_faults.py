@@ -521,3 +521,21 @@ def test_full_staging_disk_is_enospc_and_corrupts_nothing(faulty_moto, mount_fac
     (mount.mountpoint / "later.txt").write_bytes(b"room again")
     assert client.get_object(Bucket=bucket, Key="later.txt")["Body"].read() == b"room again"
     assert "Traceback" not in mount.log_text()
+
+
+def test_lost_creation_answer_leaves_no_upload(faulty_seaweed, mount_factory):
+    """The store created an upload but its answer was lost: the retry creates another one, and
+    the first, whose id nobody learnt, is found and aborted (SeaweedFS: moto's upload times
+    are not real ones)."""
+    server = faulty_seaweed
+    bucket = new_bucket(server)
+    client = server.client()
+    mount = mount_factory(server, bucket, SMALL_PARTS).mount()
+    lost = server.proxy.lose(op="CreateMultipartUpload")
+    big = pattern_bytes(16, 12 * MiB + 5)
+    with open(mount.mountpoint / "big.bin", "wb") as f:
+        f.write(big)
+    assert server.proxy.hits(lost) == 1
+    assert stored_sha256(client, bucket, "big.bin") == sha(big)
+    assert uploads(client, bucket) == []
+    assert "created by an attempt whose answer was lost" in mount.log_text()
