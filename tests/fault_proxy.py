@@ -45,7 +45,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -154,8 +153,6 @@ class _FaultHandler(_Handler):
         head = [f"HTTP/1.1 {rule.status} Injected", "Content-Type: application/xml",
                 f"Content-Length: {len(payload)}", f"x-amz-request-id: {request_id}",
                 f"Date: {self.date_time_string()}"]
-        if rule.status in (429, 503):
-            head.append("Retry-After: 1")
         if close:
             head.append("Connection: close")
             self.close_connection = True
@@ -170,7 +167,6 @@ class _FaultHandler(_Handler):
         if rule is None or rule.action not in ("lose", "stall"):
             return super()._relay_response(method, response)
         proxy: FaultProxy = self.server.proxy  # type: ignore[assignment]
-        self._close_backend()  # the rest of the backend's answer is never relayed
         if rule.action == "stall":
             no_body = method == "HEAD" or response.getheader("Content-Length") in ("0", None)
             if rule.after_bytes is not None and not no_body:
@@ -180,7 +176,9 @@ class _FaultHandler(_Handler):
                 with contextlib.suppress(OSError):
                     self.wfile.write("".join(head + ["\r\n"]).encode("latin-1"))
                     self.wfile.write(response.read(rule.after_bytes))
+            self._close_backend()  # the rest of the backend's answer is never relayed
             proxy.wait_release(rule.seconds)
+        self._close_backend()
         self._reset()
 
     def _reset(self) -> None:
@@ -347,9 +345,11 @@ class FaultProxy:
                 if name == "add":
                     result: Any = self.add(**request)
                 elif name in ("clear", "release", "up"):
-                    result = getattr(self, name)()
+                    getattr(self, name)()
+                    result = None
                 elif name == "down":
-                    result = self.down(request.get("seconds"))
+                    self.down(request.get("seconds"))
+                    result = None
                 elif name == "stats":
                     result = self.stats()
                 else:
@@ -511,4 +511,3 @@ if __name__ == "__main__":
     print(proxy.port, flush=True)
     proxy.serve_control(sys.stdin, sys.stdout)
     proxy.stop()
-    time.sleep(0.05)

@@ -22,10 +22,10 @@ import time
 
 import pytest
 
+from conftest import get_server
 from fault_proxy import FaultyServer
 from mounting import is_mounted, unique_bucket
-from test_write_path import (SMALL_PARTS, exists, mount_pid, pattern, pattern_bytes,
-                             stored_sha256, uploads, wait_for)
+from test_write_path import SMALL_PARTS, exists, pattern_bytes, stored_sha256, uploads, wait_for
 
 MiB = 1024 * 1024
 
@@ -33,7 +33,6 @@ MiB = 1024 * 1024
 @pytest.fixture(params=["moto", "seaweedfs"])
 def faulty(request, tmp_path_factory):
     """A local S3 server (each kind) behind a fault proxy of this test's own."""
-    from conftest import get_server
     server = FaultyServer(get_server(request.param, tmp_path_factory)).start()
     yield server
     server.stop()
@@ -113,15 +112,17 @@ def recovery_copies(state) -> list:
     return sorted(directory.iterdir()) if directory.exists() else []
 
 
-@pytest.mark.parametrize("status,code", [(503, "SlowDown"), (500, "InternalError")])
-def test_lasting_put_failure_is_eio_at_close_and_the_data_is_kept(faulty_moto, mount_factory, tmp_path, status, code):
+def test_lasting_put_failure_is_eio_at_close_and_the_data_is_kept(faulty_moto, mount_factory, tmp_path):
+    """fsync and close fail with EIO (503 SlowDown too: EAGAIN would tell the program to try
+    again at once), nothing is stored, the data is in a recovery copy named in the log; the
+    unmount after the store recovered uploads it."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
     state = tmp_path / "state"
     state.mkdir()
     mount = mount_factory(server, bucket, ["retries=1", f"use_cache={state}"]).mount()
-    rule = server.proxy.error(status, code, times=None, op="PutObject")
+    rule = server.proxy.error(503, "SlowDown", times=None, op="PutObject")
     data = pattern_bytes(3, 200_000)
     f = open(mount.mountpoint / "doc.txt", "wb", buffering=0)
     f.write(data)
@@ -144,6 +145,8 @@ def test_lasting_put_failure_is_eio_at_close_and_the_data_is_kept(faulty_moto, m
 
 @pytest.mark.parametrize("op", ["UploadPart", "CompleteMultipartUpload"])
 def test_lasting_multipart_failure_is_eio_and_the_upload_is_aborted(faulty_moto, mount_factory, tmp_path, op):
+    """A part or the completion fails for good: EIO at a write, the fsync and the close; the
+    upload is aborted (no parts left, no object); the data is kept and later stored whole."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
@@ -180,6 +183,7 @@ def test_lasting_multipart_failure_is_eio_and_the_upload_is_aborted(faulty_moto,
 
 
 def test_lost_answers_are_retried(faulty_moto, mount_factory):
+    """The store did the request, the answer never came: the repeat is harmless."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
@@ -217,6 +221,8 @@ def test_completion_whose_answer_was_lost_is_not_an_error(faulty_moto, mount_fac
 # -- reads under faults ---------------------------------------------------------------------------
 
 def test_lasting_read_faults_are_eio_and_the_mount_stays_alive(faulty_moto, mount_factory):
+    """GET, HEAD and LIST failing for good: read, stat and listdir fail with EIO, the mount
+    answers meanwhile, and everything works again once the store does (same handle too)."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
@@ -255,12 +261,14 @@ def test_lasting_read_faults_are_eio_and_the_mount_stays_alive(faulty_moto, moun
 
 
 def test_stalled_read_ends_within_the_timeout(faulty_moto, mount_factory):
+    """The store sends the headers and 1000 bytes, then nothing: the read fails with
+    ETIMEDOUT after readwrite_timeout (a body is not retried), it does not hang."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
     data = pattern_bytes(7, 2 * MiB)
     client.put_object(Bucket=bucket, Key="data.bin", Body=data)
-    mount = mount_factory(server, bucket, ["readwrite_timeout=2"]).mount()
+    mount = mount_factory(server, bucket, ["readwrite_timeout=1"]).mount()
     path = mount.mountpoint / "data.bin"
     assert path.stat().st_size == len(data)
     rule = server.proxy.stall(times=None, after_bytes=1000, op="GetObject")
@@ -269,7 +277,7 @@ def test_stalled_read_ends_within_the_timeout(faulty_moto, mount_factory):
         with pytest.raises(OSError) as info:
             f.read()
     elapsed = time.monotonic() - started
-    assert info.value.errno in (errno.EIO, errno.ETIMEDOUT)
+    assert info.value.errno == errno.ETIMEDOUT
     assert server.proxy.hits(rule) >= 1
     assert elapsed < 30, elapsed
     alive(mount)
@@ -278,12 +286,14 @@ def test_stalled_read_ends_within_the_timeout(faulty_moto, mount_factory):
 
 
 def test_stalled_upload_is_retried_or_fails_within_the_timeout(faulty_moto, mount_factory, tmp_path):
+    """An answer that never comes ends after readwrite_timeout: retried (and then stored), or,
+    when every attempt hangs, ETIMEDOUT at close with the data kept."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
     state = tmp_path / "state"
     state.mkdir()
-    mount = mount_factory(server, bucket, ["readwrite_timeout=2", "retries=1",
+    mount = mount_factory(server, bucket, ["readwrite_timeout=1", "retries=1",
                                            f"use_cache={state}"]).mount()
     once = server.proxy.stall(op="PutObject")  # the store took it, the answer never comes
     (mount.mountpoint / "once.txt").write_bytes(b"retried after the timeout")
@@ -309,7 +319,7 @@ def test_stalled_upload_is_retried_or_fails_within_the_timeout(faulty_moto, moun
 
 @pytest.mark.parametrize("retries", [5, 1], ids=["ridden-out", "outlasting-retries"])
 def test_store_down_during_a_write(faulty_moto, mount_factory, tmp_path, retries):
-    """Down for 4 s: the default retries (waits of 0.5-1, 1-2, 2-4... s) ride it out and the
+    """Down for 2.5 s: the default retries (waits of 0.5-1, 1-2, 2-4... s) ride it out and the
     write completes; one retry does not, and the writer hears of it (EIO at write or fsync),
     with the data kept.  Either way, once the store is back, everything is stored."""
     server = faulty_moto
@@ -323,7 +333,7 @@ def test_store_down_during_a_write(faulty_moto, mount_factory, tmp_path, retries
     during = pattern_bytes(9, 12 * MiB)
     f = open(mount.mountpoint / "during.bin", "wb", buffering=0)
     f.write(during[:6 * MiB])
-    server.proxy.down(seconds=4)
+    server.proxy.down(seconds=2.5)
     try:
         f.write(during[6 * MiB:])
         os.fsync(f.fileno())
@@ -416,7 +426,7 @@ def test_sigterm_uploads_through_a_short_outage(faulty_moto, mount_factory):
     f = open(mount.mountpoint / "dirty.bin", "wb", buffering=0)
     try:
         f.write(data)  # staged, dirty: only a close, an fsync or the stop uploads it
-        server.proxy.down(seconds=3)
+        server.proxy.down(seconds=2)
         assert mount.stop_foreground(signal.SIGTERM, timeout=60) == 0, proc.communicate()
     finally:
         close_quietly(f)
@@ -494,6 +504,8 @@ def write_until_error(path, data: bytes) -> tuple[int, OSError | None]:
 
 @pytest.mark.parametrize("diskfree", [0, 12], ids=["disk-full", "ensure_diskfree"])
 def test_full_staging_disk_is_enospc_and_corrupts_nothing(faulty_moto, mount_factory, small_disk, diskfree):
+    """The staging disk fills up (or goes below ensure_diskfree): the write fails with ENOSPC;
+    the file holds exactly the bytes the writes reported, and no other file suffers."""
     server = faulty_moto
     bucket = new_bucket(server)
     client = server.client()
