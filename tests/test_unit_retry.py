@@ -84,6 +84,13 @@ def test_retries_are_bounded(flaky):
     assert FlakyStore.seen == [409, 409, 409]
 
 
+def free_port() -> int:
+    """A port nobody listens on (connections to it are refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_waits_double_with_jitter_up_to_a_cap(monkeypatch):
     monkeypatch.setattr(retries, "BASE_DELAY", 1.0)
     low, high = retries.PacedRetry(5, rand=lambda: 0.0), retries.PacedRetry(5, rand=lambda: 1.0)
@@ -96,12 +103,24 @@ def test_unreachable_store_is_retried_with_paced_waits(monkeypatch):
     """botocore alone waits at most 50, 100, 200 ms after refused connections (0.35 s for
     three retries); the client ocifs makes waits its own pacing: here 0.1, 0.2, 0.4 s at least."""
     monkeypatch.setattr(retries, "BASE_DELAY", 0.2)
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = make_client(f"http://127.0.0.1:{port}", "us-east-1", Credentials("k", "s"),
+    client = make_client(f"http://127.0.0.1:{free_port()}", "us-east-1", Credentials("k", "s"),
                          path_style=True, retries=3, connect_timeout=1, read_timeout=1, max_pool=2)
     started = time.monotonic()
     with pytest.raises(botocore.exceptions.EndpointConnectionError):
         client.head_object(Bucket="bucket", Key="k")
     assert time.monotonic() - started >= 0.1 + 0.2 + 0.4
+
+
+def test_no_retry_quota_runs_out(monkeypatch):
+    """botocore's standard mode shares a quota of retries among all requests (35 retries of
+    errors other than throttling, then none until successes refill it): a mount riding out an
+    outage would soon stop retrying at all.  ocifs retries every request, however many failed."""
+    monkeypatch.setattr(retries, "BASE_DELAY", 0.001)
+    client = make_client(f"http://127.0.0.1:{free_port()}", "us-east-1", Credentials("k", "s"),
+                         path_style=True, retries=1, connect_timeout=1, read_timeout=1, max_pool=2)
+    attempts = []
+    client.meta.events.register("before-send.s3", lambda **kwargs: attempts.append(1))
+    for _ in range(60):
+        with pytest.raises(botocore.exceptions.EndpointConnectionError):
+            client.head_object(Bucket="bucket", Key="k")
+    assert len(attempts) == 120  # every request was tried twice
