@@ -49,10 +49,15 @@ def _tag(endpoint: str, bucket: str, prefix: str) -> str:
 
 def _mount_running(pid: int) -> bool:
     """Whether ``pid`` is a running ocifs process (a pid reused by another program, e.g.
-    after a reboot, does not count)."""
+    after a reboot, does not count).  An empty command line is a process in the middle of
+    exec (a mount starting) or a zombie: only the zombie is gone."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"ocifs" in f.read()
+            cmdline = f.read()
+        if not cmdline:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()[0] != "Z"
+        return b"ocifs" in cmdline
     except OSError:
         return False
 
