@@ -17,12 +17,15 @@ class InodeEntry:
     """One inode: ``path`` relative to the mount root, ``lookups`` the kernel's count.
 
     ``unlinked`` is set when the path was removed or replaced while the kernel (or an open
-    file) still held the inode: the inode then no longer owns its path.
+    file) still held the inode: the inode then no longer owns its path.  ``held`` says ocifs
+    itself still needs it: a file with data not yet uploaded outlives its last close, and the
+    kernel may forget the inode meanwhile (at unmount it always does).
     """
 
     path: str
     lookups: int = 0
     unlinked: bool = False
+    held: bool = False
 
 
 class InodeTable:
@@ -63,7 +66,23 @@ class InodeTable:
         if entry is None or inode == ROOT_INODE:
             return
         entry.lookups -= count
-        if entry.lookups <= 0:
+        self._drop_unused(inode, entry)
+
+    def hold(self, inode: int) -> None:
+        """Keep ``inode`` (and its path) while ocifs has it open, whatever the kernel forgets."""
+        entry = self._entries.get(inode)
+        if entry is not None:
+            entry.held = True
+
+    def release(self, inode: int) -> None:
+        """The opposite of :meth:`hold`: the inode goes once the kernel forgot it too."""
+        entry = self._entries.get(inode)
+        if entry is not None:
+            entry.held = False
+            self._drop_unused(inode, entry)
+
+    def _drop_unused(self, inode: int, entry: InodeEntry) -> None:
+        if entry.lookups <= 0 and not entry.held and inode != ROOT_INODE:
             del self._entries[inode]
             if self._by_path.get(entry.path) == inode:
                 del self._by_path[entry.path]

@@ -135,6 +135,7 @@ class OpenFiles:
         file = self.by_inode.get(inode)
         if file is None:
             file = self.by_inode[inode] = OpenFile(inode, dataclasses.replace(attrs))
+            self.inodes.hold(inode)  # until dropped: dirty data outlives the last close
         file.handles += 1
         fh = self._next_fh
         self._next_fh += 1
@@ -168,6 +169,7 @@ class OpenFiles:
             file.staged = None
         if self.by_inode.get(file.inode) is file:
             del self.by_inode[file.inode]
+            self.inodes.release(file.inode)
 
     # -- staging --------------------------------------------------------------------------
 

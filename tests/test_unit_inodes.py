@@ -164,3 +164,30 @@ def test_rename_path_not_in_table():
     t.rename("never-looked-up", "dst")
     assert t.is_unlinked(dst)
     assert t.inode_of("dst") is None
+
+
+def test_held_inode_outlives_the_kernels_forget():
+    """A file whose upload failed stays dirty after its last close; the kernel may forget its
+    inode (at unmount it does): ocifs must still know the path to upload it, and a new
+    lookup of the path must find the same inode (the same staged data)."""
+    t = InodeTable()
+    ino = t.lookup("dir/f")
+    t.hold(ino)
+    t.forget(ino, 1)
+    assert ino in t and t.path(ino) == "dir/f" and not t.is_unlinked(ino)
+    assert t.lookup("dir/f") == ino
+    t.forget(ino, 1)
+    t.rename("dir", "moved")
+    assert t.path(ino) == "moved/f"
+    t.release(ino)
+    assert ino not in t and t.inode_of("moved/f") is None
+
+
+def test_release_of_a_looked_up_inode_keeps_it():
+    t = InodeTable()
+    ino = t.lookup("f")
+    t.hold(ino)
+    t.release(ino)
+    assert ino in t
+    t.forget(ino, 1)
+    assert ino not in t

@@ -141,3 +141,38 @@ def test_next_mount_aborts_only_uploads_of_dead_mounts(client, store, journal, t
         running.wait()
     assert [u["UploadId"] for u in uploads(client)] == [foreign]
     assert live.exists() and not gone.exists()
+
+
+def test_dirty_file_forgotten_by_the_kernel_is_uploaded_at_unmount(client, store, monkeypatch):
+    """The upload at the last close fails: the file stays dirty with no handle.  The kernel
+    then forgets the inode (at unmount it always does); uploading everything at unmount must
+    still find the file's path (it raised KeyError and the mount process died, data lost)."""
+    import stat
+    from ocifs.inodes import InodeTable
+    from ocifs.objects import ObjectAttrs
+    from ocifs.openfiles import OpenFiles
+    from ocifs.tree import Tree
+
+    inodes = InodeTable()
+    files = OpenFiles(Tree(store, default_uid=0, default_gid=0), inodes)
+    real_put = store.put_file
+    failures = []
+
+    async def put_fails_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise StoreError(5, "PUT f.txt: InternalError")
+        return await real_put(*args, **kwargs)
+    monkeypatch.setattr(store, "put_file", put_fails_once)
+
+    async def main():
+        inode = inodes.lookup("f.txt")
+        fh = await files.new_file(inode, ObjectAttrs(mode=stat.S_IFREG | 0o644))
+        await files.write(fh, 0, b"kept")
+        with pytest.raises(StoreError):
+            await files.release(fh)
+        inodes.forget(inode, 1)  # what the kernel does at unmount
+        assert await files.upload_all() == []
+
+    trio.run(main)
+    assert client.get_object(Bucket=BUCKET, Key="f.txt")["Body"].read() == b"kept"
