@@ -458,6 +458,7 @@ def daemonize_and_mount(spec: MountSpec) -> int:
     except MountError:
         status = 1
     except BaseException as exc:  # noqa: BLE001 - report, never leave the parent hanging
+        log.exception("the mount process failed")  # once daemonized, the log is all there is
         if not pipe.closed:
             notify(f"error: {exc.__class__.__name__}: {exc}")
         status = 1
