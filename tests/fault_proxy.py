@@ -477,6 +477,9 @@ class FaultyServer:
     """
 
     def __init__(self, server: Any) -> None:
+        # In front of the server itself, not of --oci-proxy's proxy around it: SigV4 signs the
+        # Host header, which the OCI proxy checks is its own.
+        server = getattr(server, "server", server)
         self.server = server
         self.proxy = FaultProxyProcess(server.endpoint_url)
         self.kind = f"{server.kind}+faults"
