@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from . import __version__
 from .mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmount,
@@ -17,6 +18,18 @@ from .mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmou
 from .options import OptionError, options_help, parse_options
 
 COMMANDS = ("mount", "umount", "unmount", "demo", "container", "healthcheck")
+
+
+class UsageError(Exception):
+    """A command line argparse refuses."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one ``ocifs:`` line and exit 1, like every other mistake (argparse
+    would print the usage too and exit 2).  Subcommand parsers are of this class as well."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see ocifs --help)")
 
 
 def _mount_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +48,7 @@ def _option_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ocifs", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Mount an S3-compatible bucket (OCI Object Storage, AWS, SeaweedFS, ...) "
                     "as a directory; objects in s3fs-fuse's format.",
@@ -81,7 +94,8 @@ def cmd_container(args: argparse.Namespace) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"ocifs: {message}", file=sys.stderr)
+    """The one line a mistake prints (a store's multi-line message is joined)."""
+    print("ocifs: " + " ".join(message.split()), file=sys.stderr)
     return 1
 
 
@@ -146,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     # s3fs's form: the first word is the bucket, not a command.
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "mount")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc))
     if args.command is None:
         parser.print_help()
         return 2

@@ -343,7 +343,8 @@ class Operations(pyfuse3.Operations):
         old = self._child(parent_inode_old, name_old)
         new = self._new_child(parent_inode_new, name_new)
         attrs = await self.tree.exact(old, await self._existing(old))
-        if flags & pyfuse3.RENAME_NOREPLACE and await self._attrs(new) is not None:
+        target = await self._attrs(new)
+        if flags & pyfuse3.RENAME_NOREPLACE and target is not None:
             raise pyfuse3.FUSEError(errno.EEXIST)
         if old == new:
             return
@@ -353,16 +354,21 @@ class Operations(pyfuse3.Operations):
         open_file = self.files.by_inode.get(inode) if inode is not None else None
         # Land open files' data under the old names first (an upload in progress targets the
         # old key); the server-side copies then move it.
-        if open_file is not None:
-            await self.files.upload(open_file)
+        moved = [open_file] if open_file is not None else []
         if attrs.is_dir:
-            for inside in self.files.open_under(old):
-                await self.files.upload(inside)
+            moved += self.files.open_under(old)
+        for file in moved:
+            await self.files.upload(file)
+        if target is not None and not target.is_dir and not attrs.is_dir:
+            # The file being replaced stops owning its name before the copy lands there:
+            # its readers get ESTALE, never the bytes of the file that replaces it.
+            self.inodes.unlink(new)
         await self.tree.rename(old, new, dataclasses.replace(attrs))
         self.inodes.rename(old, new)
+        for file in moved:
+            self.files.renamed(file)
         if open_file is not None:
             open_file.attrs.ctime_ns = time.time_ns()
-            open_file.attrs.etag = None  # the copy under the new name may have another ETag
 
     # -- attributes -----------------------------------------------------------------------
 

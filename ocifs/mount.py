@@ -15,6 +15,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -63,11 +64,19 @@ class MountSpec:
     stop_timeout: float | None = None  # seconds a graceful stop may take before giving up
 
 
+# Characters an S3 API takes in a bucket name (boto3's own check).  Case, underscores and
+# length are left to the store: OCI allows upper case and underscores, AWS does not.
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+
+
 def parse_bucket(text: str) -> tuple[str, str]:
     """``bucket`` or ``bucket:/prefix`` (s3fs's form) -> (bucket, prefix without slashes)."""
     bucket, _, prefix = text.partition(":")
     if not bucket:
         raise MountError(f"bad bucket {text!r}: expected BUCKET or BUCKET:/PREFIX")
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise MountError(f"bad bucket name {bucket!r}: letters, digits, '.', '-' and '_' only, "
+                         "at most 255 of them")
     return bucket, prefix.strip("/")
 
 

@@ -27,7 +27,7 @@ from .inodes import InodeTable
 from .datacache import DataCache
 from .journal import UploadJournal
 from .objects import ObjectAttrs
-from .prefetch import ObjectChanged, Prefetcher, ReadStream
+from .prefetch import ObjectChanged, Prefetcher, ReadStream, same_etag
 from .store import StoreError
 from .tree import Tree
 from .writeback import FileWriteback, Target, Uploader
@@ -80,11 +80,13 @@ class Handle:
     """One open() of a file: the shared :class:`OpenFile` plus this reader's stream of reads
     from the bucket (made by the first read that goes to the bucket, closed at release).
     ``changed`` says the object was replaced in the bucket while this handle read it: its
-    reads fail from then on (EIO) rather than mix two versions."""
+    reads fail from then on (EIO) rather than mix two versions.  ``etag`` is the version it
+    opened: another handle's discovery of a new version must not switch it over."""
 
     file: OpenFile
     stream: ReadStream | None = None
     changed: bool = False
+    etag: str | None = None  # the object version this handle opened (None: the first GET's)
 
 
 class OpenFiles:
@@ -139,7 +141,7 @@ class OpenFiles:
         file.handles += 1
         fh = self._next_fh
         self._next_fh += 1
-        self.handles[fh] = Handle(file)
+        self.handles[fh] = Handle(file, etag=file.attrs.etag)
         return fh
 
     def attrs_of(self, inode: int) -> ObjectAttrs | None:
@@ -176,8 +178,10 @@ class OpenFiles:
     async def _stage(self, file: OpenFile, keep: int) -> IO[bytes]:
         """The local copy of ``file``, holding the first ``keep`` bytes of the object."""
         if file.staged is None:
-            staged = tempfile.TemporaryFile(dir=self.limits.directory, prefix="ocifs-")
             keep = min(keep, file.attrs.size)
+            if keep > 0:
+                self._check_linked(file)
+            staged = tempfile.TemporaryFile(dir=self.limits.directory, prefix="ocifs-")
             path = self.inodes.path(file.inode)
             # The upload rewrites the metadata: it must carry what the object has.
             await self.tree.exact(path, file.attrs)
@@ -194,6 +198,25 @@ class OpenFiles:
             base = keep if path not in self.tree.pending else 0
             file.writeback = FileWriteback(self.uploader, staged.fileno(), base)
         return file.staged
+
+    def renamed(self, file: OpenFile) -> None:
+        """``file``'s object was copied under a new key, which may carry another ETag
+        (multipart sources do): its handles read the copy as the first GET finds it."""
+        file.attrs.etag = None
+        for handle in self.handles.values():
+            if handle.file is file:
+                handle.etag = None
+                if handle.stream is not None:
+                    handle.stream.close()
+                    handle.stream = None
+
+    def _check_linked(self, file: OpenFile) -> None:
+        """ESTALE for the bytes of a file removed or replaced through this mount while open,
+        when nothing staged them: the object under its old key is gone or another file's
+        (POSIX would still read the old data; ocifs keeps no copy of files it only reads)."""
+        if self.inodes.is_unlinked(file.inode):
+            raise StoreError(errno.ESTALE, f"{self.inodes.path(file.inode)} was removed or "
+                                           "replaced on this mount while open")
 
     async def new_file(self, inode: int, attrs: ObjectAttrs) -> int:
         """A file just created: staged empty and dirty, visible on this mount until uploaded."""
@@ -214,21 +237,33 @@ class OpenFiles:
         file = handle.file
         if file.staged is not None:
             return os.pread(file.staged.fileno(), size, offset)
+        self._check_linked(file)
         if handle.changed:
             raise StoreError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
                                         "bucket while open; open it again")
         key = self.tree.store.key(self.inodes.path(file.inode))
         stream = handle.stream
+        version = handle.etag or (stream.etag if stream is not None else None)
+        if version is not None and file.attrs.etag is not None \
+                and not same_etag(version, file.attrs.etag):
+            # Another handle found the object replaced: this one opened the old version, whose
+            # bytes must neither continue with the new one's nor reach the page cache that
+            # the new version's readers share.
+            handle.changed = True
+            raise StoreError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
+                                        "bucket while open; open it again")
         if stream is None or stream.size != file.attrs.size or stream.key != key:
             if stream is not None:  # renamed or rewritten on this mount since: start afresh
                 stream.close()
-            stream = handle.stream = self.prefetcher.stream(key, file.attrs.size, file.attrs.etag)
+            stream = handle.stream = self.prefetcher.stream(key, file.attrs.size, version)
         try:
-            return await stream.read(offset, size)
+            data = await stream.read(offset, size)
         except ObjectChanged:
             handle.changed = True
             await self._refresh(file)
             raise
+        self._check_linked(file)  # replaced on this mount while the range was being fetched
+        return data
 
     async def _refresh(self, file: OpenFile) -> None:
         """The object was replaced by another client since ``file`` was opened: forget its old

@@ -39,6 +39,12 @@ def name_of(path: str) -> str:
     return posixpath.basename(path)
 
 
+def is_entry_name(name: str) -> bool:
+    """A listed name the kernel can ask for: not empty (``a//b``, ``/a``), no ``/`` (deeper
+    keys), not ``.`` or ``..`` (resolved by the kernel itself, never looked up)."""
+    return name not in ("", ".", "..") and "/" not in name
+
+
 class Tree:
     """Path-level view of the bucket.
 
@@ -127,20 +133,22 @@ class Tree:
     async def stat(self, path: str) -> ObjectAttrs | None:
         """Attributes of ``path``, or None when nothing is there (cached either way).
 
-        A name with control characters is never asked for (OCI answers 400 to the request):
-        such an object, where a store allows one, is known only from a listing.
+        A name with control characters is never asked for directly (OCI answers 400 to the
+        request): it is looked for in its parent's listing first, and asked for only when the
+        store holds it (so the store accepts such names).
         """
         if path in self.pending:
             return self.pending[path]
         cached = self.stat_cache.get(path, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
-        if has_control_characters(path):
-            return None
         names = self.listed.get(parent_of(path)) if path else None
         if names is not None and name_of(path) not in names:
             return None  # not in its directory's listing, which is younger than listing_expire
-        attrs = await self._fetch(path)
+        if has_control_characters(path):
+            attrs = await self._fetch_listed(path)
+        else:
+            attrs = await self._fetch(path)
         self.remember(path, attrs)
         return attrs
 
@@ -164,6 +172,13 @@ class Tree:
         contents, prefixes = results["children"]  # type: ignore[misc]
         if contents or prefixes:
             return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
+        return None
+
+    async def _fetch_listed(self, path: str) -> ObjectAttrs | None:
+        key = self.store.key(path)
+        contents, prefixes = await self.store.list_dir(self._dir_prefix(parent_of(path)))
+        if any(obj["Key"] == key for obj in contents) or key + "/" in prefixes:
+            return await self._fetch(path)
         return None
 
     async def exact(self, path: str, attrs: ObjectAttrs) -> ObjectAttrs:
@@ -198,10 +213,10 @@ class Tree:
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
-            if name and "/" not in name:
+            if is_entry_name(name):
                 files[name] = obj
         dirs = {p[len(prefix):-1] for p in prefixes}
-        dirs = {d for d in dirs if d and "/" not in d and d not in files}
+        dirs = {d for d in dirs if is_entry_name(d) and d not in files}
         for pending_path in self.pending:
             if parent_of(pending_path) == path:
                 files.setdefault(name_of(pending_path), {})

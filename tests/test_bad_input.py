@@ -6,9 +6,12 @@ Every case runs the daemonizing form (no ``-f``), as a user or fstab would.
 
 from __future__ import annotations
 
+import errno
+import http.server
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -145,6 +148,72 @@ def test_unreachable_endpoint_retries_1(place):
     assert_nothing_left(place.mountpoint)
 
 
+@pytest.mark.parametrize("name", ["bad name", "bad/name", "ünïcode", "tab\there", "a" * 256],
+                         ids=["space", "slash", "non-ascii", "control", "256-chars"])
+def test_bucket_name_no_s3_api_takes(moto_server, place, name):
+    """Refused before any request, naming the rule (boto3's own message spans lines)."""
+    result = run(mount_argv(name, place.mountpoint, place.options(moto_server)))
+    assert_one_line_failure(result, "bad bucket name")
+    assert_nothing_left(place.mountpoint)
+
+
+@pytest.mark.parametrize("name", ["UpperCase", "under_score", "ab", "a" * 64],
+                         ids=["uppercase", "underscore", "too-short", "too-long-for-aws"])
+def test_bucket_name_the_store_decides(seaweed_server, place, name):
+    """AWS forbids these, OCI allows upper case, underscores and long names: the store
+    answers, and its answer is the one line (here: no such bucket)."""
+    result = run(mount_argv(name, place.mountpoint, place.options(seaweed_server)))
+    line = assert_one_line_failure(result, name)
+    assert any(word in line.lower() for word in ("nosuchbucket", "does not exist", "invalid")), line
+    assert_nothing_left(place.mountpoint)
+
+
+def test_unresolvable_endpoint(place):
+    server = _Unreachable()
+    server.endpoint_url = "http://no-such-host.invalid"
+    result = run(mount_argv("somebucket", place.mountpoint, place.options(server, "retries=1")))
+    line = assert_one_line_failure(result, "no-such-host.invalid")
+    assert "reach" in line.lower(), line
+    assert_nothing_left(place.mountpoint)
+
+
+class _NotS3:
+    """An HTTP server that is not an S3 service (every path: 404 with an HTML page)."""
+
+    access_key = "AKIANOTS3"
+    secret_key = "not-s3-secret"
+
+    def __enter__(self) -> "_NotS3":
+        handler = type("Handler", (http.server.BaseHTTPRequestHandler,), {
+            "do_GET": lambda self: (self.send_error(404), None)[1],
+            "log_message": lambda self, *args: None})
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.endpoint_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_endpoint_that_is_not_s3(place):
+    with _NotS3() as server:
+        result = run(mount_argv("somebucket", place.mountpoint, place.options(server, "retries=1")))
+    assert_one_line_failure(result, server.endpoint_url, "404")
+    assert_nothing_left(place.mountpoint)
+
+
+def test_https_to_a_plain_http_endpoint(moto_server, place):
+    url = moto_server.endpoint_url.replace("http://", "https://")
+    options = [f"url={url}", "use_path_request_style", "retries=1",
+               f"passwd_file={write_passwd(place.mountpoint.parent, 'k', 's')}"]
+    result = run(mount_argv("somebucket", place.mountpoint, options))
+    line = assert_one_line_failure(result, url)
+    assert "reach" in line.lower() and "ssl" in line.lower(), line
+    assert_nothing_left(place.mountpoint)
+
+
 # -- the mountpoint --------------------------------------------------------------------------
 
 
@@ -167,6 +236,15 @@ def test_mountpoint_is_a_file(moto_server, place, tmp_path):
     assert_one_line_failure(result, str(afile), "not a directory")
     assert afile.read_text() == "not a directory\n"
     assert_nothing_left(afile)
+
+
+def test_mountpoint_longer_than_path_max(moto_server, place):
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    too_long = place.mountpoint / (("d" * 250 + "/") * 20)  # 5,000 characters
+    result = run(mount_argv(bucket, too_long, place.options(moto_server)))
+    assert_one_line_failure(result, "mountpoint", "too long")
+    assert_nothing_left(place.mountpoint)
 
 
 # -- credentials -----------------------------------------------------------------------------
@@ -210,6 +288,42 @@ def test_no_credentials_at_all(moto_server, place, tmp_path):
     assert_nothing_left(place.mountpoint)
 
 
+@pytest.mark.parametrize("content, needle", [
+    ("JUSTONEWORD\n", "line 1 is not KEY:SECRET"),
+    ("", "no KEY:SECRET line"),
+    ("otherbucket:KEY:SECRETVALUE\n", "no KEY:SECRET line for bucket"),
+], ids=["no-colon", "empty", "other-bucket-only"])
+def test_malformed_passwd_file(moto_server, place, tmp_path, content, needle):
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    passwd = tmp_path / "passwd-bad"
+    passwd.write_text(content)
+    passwd.chmod(0o600)
+    result = run(mount_argv(bucket, place.mountpoint, place.options(moto_server, passwd=passwd)))
+    assert_one_line_failure(result, str(passwd), needle)
+    assert "SECRETVALUE" not in result.stderr and "JUSTONEWORD" not in result.stderr
+    assert_nothing_left(place.mountpoint)
+
+
+def test_passwd_file_is_a_directory(moto_server, place, tmp_path):
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    result = run(mount_argv(bucket, place.mountpoint, place.options(moto_server, passwd=tmp_path)))
+    assert_one_line_failure(result, str(tmp_path), "directory")
+    assert_nothing_left(place.mountpoint)
+
+
+def test_only_one_key_variable(moto_server, place, tmp_path):
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_ACCESS_KEY_ID=moto_server.access_key)
+    options = [f"url={moto_server.endpoint_url}", "use_path_request_style"]
+    result = run(mount_argv(bucket, place.mountpoint, options), env=env)
+    assert_one_line_failure(result, "AWS_SECRET_ACCESS_KEY")
+    assert_nothing_left(place.mountpoint)
+
+
 # -- options ---------------------------------------------------------------------------------
 
 
@@ -246,6 +360,31 @@ def test_empty_bucket_name(moto_server, place):
     assert_nothing_left(place.mountpoint)
 
 
+@pytest.mark.parametrize("option", [
+    "multipart_size=1", "dbglevel=loud", "umask=999", "url=ftp://example.com", "retries=-1",
+    "stat_cache_expire=soon", "oci_namespace=ns", "use_cache=/no/such/dir", "passwd_file=",
+    "allow_other=maybe", "parallel_count=0"])
+def test_bad_option_values(moto_server, place, option):
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    result = run(mount_argv(bucket, place.mountpoint, place.options(moto_server, option)))
+    assert_one_line_failure(result, option.split("=")[0])
+    assert_nothing_left(place.mountpoint)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["mount", "only-a-bucket"], "mountpoint"),
+    (["mount", "b", "/tmp", "--bogus"], "--bogus"),
+    (["mount", "b", "/tmp", "-o"], "-o"),
+    (["mount", "-dash", "/tmp"], "-d"),
+], ids=["missing-mountpoint", "unknown-flag", "o-without-value", "dash-bucket"])
+def test_usage_errors(argv, needle):
+    """argparse's mistakes too: one ``ocifs:`` line and exit 1 (not its usage and exit 2)."""
+    result = run([*OCIFS, *argv])
+    assert result.returncode == 1
+    assert_one_line_failure(result, needle)
+
+
 # -- umount ----------------------------------------------------------------------------------
 
 
@@ -260,3 +399,27 @@ def test_umount_missing_directory(tmp_path):
     target = tmp_path / "no-such-dir"
     result = run([*OCIFS, "umount", str(target)])
     assert_one_line_failure(result, str(target))
+
+
+# -- paths a mount cannot take -----------------------------------------------------------------
+
+
+def test_paths_too_long_for_a_mount(mounted):
+    """Longer than PATH_MAX, a component over FUSE's 1,024 bytes, a key over S3's 1,024:
+    ENAMETOOLONG each time, and the mount goes on serving."""
+    root = mounted.mountpoint
+    deep = root / "/".join(["p" * 200] * 25)  # 5,000 bytes: the kernel refuses it
+    long_component = root / ("c" * 1100)  # the FUSE kernel module refuses it
+    parent = root / "/".join(["k" * 200] * 4)  # segments SeaweedFS takes (at most 255 bytes)
+    parent.mkdir(parents=True)
+    long_key = parent / ("k" * 250)  # a 1,054-byte key: ocifs refuses it
+    for path, make in ((deep, lambda p: p.write_bytes(b"x")), (long_component, os.mkdir),
+                       (long_component, lambda p: p.write_bytes(b"x")),
+                       (long_key, lambda p: p.write_bytes(b"x")), (long_key, os.mkdir)):
+        with pytest.raises(OSError) as info:
+            make(path)
+        assert info.value.errno == errno.ENAMETOOLONG, (str(path)[:80], info.value)
+        (root / "still-alive.txt").write_bytes(b"yes")
+        assert (root / "still-alive.txt").read_bytes() == b"yes"
+    keys = [o["Key"] for o in mounted.client.list_objects_v2(Bucket=mounted.bucket)["Contents"]]
+    assert not any(len(key.encode()) > 1024 for key in keys)

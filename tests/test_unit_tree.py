@@ -249,6 +249,23 @@ def test_listdir_many_entries(client, tree):
     assert [a.size for _, a in entries] == list(range(30))
 
 
+def test_listdir_hides_names_the_kernel_cannot_ask_for(client, tree):
+    """``a//b``, ``/a``, ``./`` and ``../`` segments: the kernel never looks such names up."""
+    for key in ("d//x", "d/./y", "d/../z", "d/.", "d/ok", "/lead"):
+        put(client, key, b"k")
+    assert [name for name, _ in run(tree.listdir, "d")] == ["ok"]
+    assert [name for name, _ in run(tree.listdir, "")] == ["d"]
+    assert not run(tree.is_empty_dir, "d")  # the hidden keys are still there
+
+
+def test_stat_name_with_control_characters_found_through_its_parent(client, tree):
+    """Never asked for by name unless listed (OCI answers 400), but found without a prior ls."""
+    put(client, "d/ctl\x01name", b"ctl")
+    attrs = run(tree.stat, "d/ctl\x01name")
+    assert attrs is not None and attrs.size == 3 and not attrs.is_dir
+    assert run(tree.stat, "d/other\x01name") is None
+
+
 # -- is_empty_dir ----------------------------------------------------------------------------
 
 def test_is_empty_dir(client, tree):
