@@ -24,10 +24,10 @@ import trio
 
 from . import objects
 from .inodes import InodeTable
-from .datacache import DataCache
+from .datacache import DataCache, same_etag
 from .journal import UploadJournal
 from .objects import ObjectAttrs
-from .prefetch import ObjectChanged, Prefetcher, ReadStream, same_etag
+from .prefetch import ObjectChanged, Prefetcher, ReadStream
 from .store import StoreError
 from .tree import Tree
 from .writeback import FileWriteback, Target, Uploader
