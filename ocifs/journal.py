@@ -11,7 +11,8 @@ the uploads they list, but only those (uploads of other clients are left alone).
 Each mount writes its own journal (named after the bucket, prefix, its pid and start time), in the state
 directory: the ``use_cache`` directory when given, else ``/var/lib/ocifs`` for root or
 ``$XDG_STATE_HOME/ocifs`` (``~/.local/state/ocifs``) for other users.  Recovery copies of files
-whose upload failed are written to ``recovery/`` in the same directory.
+whose upload failed are written to ``recovery/`` in the same directory, readable by the mount's
+user alone (mode 0600 in a 0700 directory): they hold data of files other users may not read.
 """
 
 from __future__ import annotations
@@ -62,10 +63,23 @@ def _mount_running(pid: int) -> bool:
         return False
 
 
+def _private(path: Path, mode: int = 0o600) -> int:
+    """A new file only its owner can read or write (an existing one is truncated)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+
+
+def _private_dir(directory: Path) -> None:
+    """``directory`` (made if needed) with owner-only permissions: it holds copies of users'
+    data (and names of their files), which other local users must not read."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if directory.stat().st_mode & 0o077:
+        directory.chmod(0o700)
+
+
 def _write_durably(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that a crash leaves the old or the new content."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with open(_private(tmp), "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -170,8 +184,8 @@ class UploadJournal:
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{path.replace('/', '%2F')}"[:255]
         target = directory / name
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with open(f"/proc/self/fd/{fd}", "rb") as source, open(target, "wb") as copy:
+            _private_dir(directory)
+            with open(f"/proc/self/fd/{fd}", "rb") as source, open(_private(target), "wb") as copy:
                 shutil.copyfileobj(source, copy, 1024 * 1024)
                 copy.flush()
                 os.fsync(copy.fileno())

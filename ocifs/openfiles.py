@@ -338,8 +338,12 @@ class OpenFiles:
     async def truncate(self, file: OpenFile, size: int) -> None:
         async with file.lock:
             staged = await self._stage(file, size)
-            staged.truncate(size)
             assert file.writeback is not None
+            if size < file.attrs.size:
+                # A part being sent reads the staged file: cut under it, its request body
+                # would end short of its length and hang until it timed out (each retry too).
+                await file.writeback.wait_in_flight()
+            staged.truncate(size)
             file.writeback.truncated(file.attrs.size, size)
             file.attrs.size = size
             file.dirty = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -167,3 +168,25 @@ def test_keys_never_in_debug_logs_or_command_line(moto_server, tmp_path):
     err = stderr_path.read_text()
     assert_no_keys(keys, err, cmdline)
     assert "Sending http request" in err and "<redacted>" in err
+
+
+def test_recovery_copies_and_journals_are_private(tmp_path):
+    """A failed upload's data is copied to ``recovery/``: 0600 files in a 0700 directory,
+    whatever the umask, and an existing directory is tightened (they were 0644 in 0755: any
+    local user could read the data of a file the mount had kept private)."""
+    from ocifs.journal import UploadJournal
+
+    (tmp_path / "state" / "recovery").mkdir(parents=True, mode=0o755)
+    (tmp_path / "data").write_bytes(b"private data")
+    old_umask = os.umask(0)
+    try:
+        journal = UploadJournal(tmp_path / "state", "http://127.0.0.1:1", "bucket", "")
+        with open(tmp_path / "data", "rb") as staged:
+            copy = journal.save_recovery_copy(staged.fileno(), "dir/secret.txt")
+        journal.add("dir/big.bin", "upload-id-1")
+    finally:
+        os.umask(old_umask)
+    assert copy is not None and copy.read_bytes() == b"private data"
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
+    assert journal.path is not None and stat.S_IMODE(journal.path.stat().st_mode) == 0o600
