@@ -1,8 +1,9 @@
-"""Security: with ``allow_other`` the kernel enforces file modes against other users, and the
-keys never show in a log, on stderr, or in the mount process's command line, even at the most
-verbose settings and when requests fail.
+"""Security: without ``allow_other`` a mount serves its user alone (root included); with it the
+kernel enforces file modes against other users; the keys never show in a log, on stderr, or in
+the mount process's command line, even at the most verbose settings and when requests fail;
+copies of data kept after a failed upload are readable by the mount's user alone.
 
-Already proven elsewhere, not repeated here: other users cannot even list a mount made
+Already proven elsewhere, not repeated here: another user cannot list root's mount made
 without ``allow_other`` (``tests/test_mount_options.py::test_allow_other_lets_other_users_in``),
 passwd files readable by group or others are refused (``tests/test_bad_input.py::
 test_passwd_file_permissions``), the container entrypoint keeps secrets out of
@@ -26,6 +27,7 @@ import pytest
 
 from mounting import OCIFS, OcifsMount, is_mounted, unique_bucket, write_passwd
 from ocifs.mount import pidfile_path
+from test_nonroot import as_user, user_home  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -190,3 +192,31 @@ def test_recovery_copies_and_journals_are_private(tmp_path):
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     assert stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
     assert journal.path is not None and stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+
+
+def test_without_allow_other_not_even_root_gets_in(moto_server, user_home):
+    """allow_other is off by default: a mount made by ``nobody`` serves ``nobody`` alone;
+    root, and every other user, is refused by the kernel (EACCES) before ocifs sees a request."""
+    home, nobody = user_home
+    bucket = unique_bucket("private")
+    moto_server.create_bucket(bucket)
+    moto_server.client().put_object(Bucket=bucket, Key="inside.txt", Body=b"inside")
+    mnt = home / "mnt"
+    mnt.mkdir()
+    passwd = write_passwd(home, moto_server.access_key, moto_server.secret_key)
+    for path in (mnt, passwd):
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    opts = f"url={moto_server.endpoint_url},use_path_request_style,passwd_file={passwd}"
+    mounted = as_user("nobody", sys.executable, "-m", "ocifs", "mount", bucket, str(mnt),
+                      "-o", opts, env=env)
+    try:
+        assert mounted.returncode == 0, mounted.stderr
+        assert as_user("nobody", "cat", str(mnt / "inside.txt"), env=env).stdout == "inside"
+        for attempt in (lambda: os.listdir(mnt), lambda: (mnt / "inside.txt").read_bytes()):
+            with pytest.raises(PermissionError):
+                attempt()
+    finally:
+        as_user("nobody", sys.executable, "-m", "ocifs", "umount", str(mnt), env=env)
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
