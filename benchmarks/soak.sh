@@ -3,7 +3,8 @@
 # each round with a new random walk of the model test and many more examples than CI runs,
 # until the time is up or something fails.
 #
-#   bash benchmarks/soak.sh [MINUTES] [EXAMPLES]     (defaults: 60 minutes, 300 examples)
+#   bash benchmarks/soak.sh [MINUTES] [EXAMPLES]     (defaults: 60 minutes, 300 examples; at
+#   least 25: the model test fails a walk of fewer than 500 steps)
 #
 # Every round's output goes to soak-logs/round-N.log; the seed of a failing round is printed,
 # and OCIFS_MODEL_SEED=<seed> bash scripts/test.sh tests/test_model.py replays it.
