@@ -45,6 +45,11 @@ def is_entry_name(name: str) -> bool:
     return name not in ("", ".", "..") and "/" not in name
 
 
+def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
+    """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
+    return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
+
+
 class Tree:
     """Path-level view of the bucket.
 
@@ -68,16 +73,8 @@ class Tree:
                  max_listings: int = 1000) -> None:
         self.store = store
         self.fast_list = fast_list
-        if listing_expire > 0:
-            self.listings: cachetools.Cache = cachetools.TTLCache(maxsize=max_listings,
-                                                                  ttl=listing_expire)
-        else:
-            self.listings = cachetools.Cache(maxsize=0)
-        if listing_expire > 0:
-            self.listed: cachetools.Cache = cachetools.TTLCache(maxsize=max_listings,
-                                                                ttl=listing_expire)
-        else:
-            self.listed = cachetools.Cache(maxsize=0)
+        self.listings: cachetools.Cache = _expiring(max_listings, listing_expire)
+        self.listed: cachetools.Cache = _expiring(max_listings, listing_expire)
         self.default_uid = default_uid
         self.default_gid = default_gid
         self.mount_time_ns = time.time_ns()
