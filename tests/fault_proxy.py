@@ -48,7 +48,7 @@ import threading
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from oci_proxy import _BodyReader, _error_xml, _Handler, _ProxyHTTPServer, _query
+from oci_proxy import ProxiedServer, _BodyReader, _error_xml, _Handler, _ProxyHTTPServer, _query
 
 log = logging.getLogger("ocifs.tests.fault_proxy")
 
@@ -469,7 +469,7 @@ class FaultProxyProcess:
         self.stop()
 
 
-class FaultyServer:
+class FaultyServer(ProxiedServer):
     """A local S3 server seen through a :class:`FaultProxyProcess`.
 
     Mounts use ``endpoint_url`` (the proxy's); ``client()`` and ``create_bucket`` go to the
@@ -480,28 +480,8 @@ class FaultyServer:
         # In front of the server itself, not of --oci-proxy's proxy around it: SigV4 signs the
         # Host header, which the OCI proxy checks is its own.
         server = getattr(server, "server", server)
-        self.server = server
-        self.proxy = FaultProxyProcess(server.endpoint_url)
+        super().__init__(server, FaultProxyProcess(server.endpoint_url))
         self.kind = f"{server.kind}+faults"
-        self.access_key = server.access_key
-        self.secret_key = server.secret_key
-
-    @property
-    def endpoint_url(self) -> str:
-        return self.proxy.endpoint_url
-
-    def start(self) -> "FaultyServer":
-        self.proxy.start()
-        return self
-
-    def stop(self) -> None:
-        self.proxy.stop()
-
-    def create_bucket(self, name: str) -> None:
-        self.server.create_bucket(name)
-
-    def client(self, **config_overrides: Any) -> Any:
-        return self.server.client(**config_overrides)
 
     def __repr__(self) -> str:
         return f"<FaultyServer {self.proxy.endpoint_url} -> {self.server!r}>"

@@ -632,7 +632,9 @@ class ProxiedServer:
     the wrapped server, ``proxy`` the proxy; other attributes are the server's.
     """
 
-    def __init__(self, server: Any, proxy: OciProxy | ProxyProcess | None = None) -> None:
+    def __init__(self, server: Any, proxy: Any = None) -> None:
+        """``proxy``: any proxy with ``start``/``stop``/``endpoint_url`` (default: a
+        :class:`ProxyProcess` in front of ``server``)."""
         self.server = server
         self.proxy = proxy if proxy is not None else ProxyProcess(server.endpoint_url)
         self.kind = f"{server.kind}+oci-proxy"
