@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -173,3 +174,21 @@ def _oci_proxy_session():
     if refused:
         pytest.fail(f"OCI's S3 API would refuse requests (after the last test):\n{refused}",
                     pytrace=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Makes small tmpfs mounts (``tmpfs(size_mib, name)``; root): free space a test can
+    exhaust.  They are unmounted after the test."""
+    made = []
+
+    def make(size_mib: int, name: str = "disk"):
+        where = tmp_path / name
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(where)],
+                       check=True)
+        made.append(where)
+        return where
+    yield make
+    for where in made:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import trio
 from mounting import unique_bucket
 from ocifs.datacache import BLOCK, DataCache, RangeSet
 from ocifs.prefetch import ObjectChanged, Prefetcher
-from test_read_path import FakeStore
+from test_read_path import FakeStore, run_with_prefetcher
 
 MiB = 1024 * 1024
 
@@ -38,13 +37,9 @@ def test_rangeset_merges_and_covers():
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmpfs):
     """A 48 MiB tmpfs: free space that tests can exhaust."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(where)], check=True)
-    yield where
-    subprocess.run(["umount", "-l", str(where)], check=False)
+    return tmpfs(48)
 
 
 def read_all(prefetcher: Prefetcher, key: str, size: int, etag: str, step: int = MiB) -> bytes:
@@ -98,20 +93,16 @@ def test_object_changing_under_a_reader_is_not_cached(tmp_path):
     store = FakeStore(data)
     cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
 
-    async def main():
-        async with trio.open_nursery() as nursery:
-            prefetcher = Prefetcher(store, cache=cache)
-            prefetcher.nursery = nursery
-            stream = prefetcher.stream("k", len(data), store.etag)
-            assert await stream.read(3 * BLOCK + 5, 10) == data[3 * BLOCK + 5:3 * BLOCK + 15]
-            store.etag = '"changed"'  # another client replaced it (same bytes, for the check)
-            with pytest.raises(ObjectChanged):  # a read of another version fails, never mixes
-                await stream.read(BLOCK // 2, 10)  # far enough to be another random read
-            assert stream.entry is not None
-            assert not stream.entry.ranges.covers(BLOCK // 2, BLOCK // 2 + 10)
-            stream.close()
-            nursery.cancel_scope.cancel()
-    trio.run(main)
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data), store.etag)
+        assert await stream.read(3 * BLOCK + 5, 10) == data[3 * BLOCK + 5:3 * BLOCK + 15]
+        store.etag = '"changed"'  # another client replaced it (same bytes, for the check)
+        with pytest.raises(ObjectChanged):  # a read of another version fails, never mixes
+            await stream.read(BLOCK // 2, 10)  # far enough to be another random read
+        assert stream.entry is not None
+        assert not stream.entry.ranges.covers(BLOCK // 2, BLOCK // 2 + 10)
+        stream.close()
+    run_with_prefetcher(store, body, cache=cache)
     assert cache.entries == {}  # a stale copy is dropped at release
 
 
@@ -120,18 +111,14 @@ def test_random_reader_fetches_blocks_once(tmp_path):
     store = FakeStore(data)
     cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
 
-    async def main():
-        async with trio.open_nursery() as nursery:
-            prefetcher = Prefetcher(store, cache=cache)
-            prefetcher.nursery = nursery
-            stream = prefetcher.stream("k", len(data), store.etag)
-            rng = random.Random(5)
-            for _ in range(400):
-                offset = rng.randrange(0, len(data) - 4096) // 4096 * 4096 + 4096
-                assert await stream.read(offset, 4096) == data[offset:offset + 4096]
-            stream.close()
-            nursery.cancel_scope.cancel()
-    trio.run(main)
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data), store.etag)
+        rng = random.Random(5)
+        for _ in range(400):
+            offset = rng.randrange(0, len(data) - 4096) // 4096 * 4096 + 4096
+            assert await stream.read(offset, 4096) == data[offset:offset + 4096]
+        stream.close()
+    run_with_prefetcher(store, body, cache=cache)
     assert len(store.gets) <= len(data) // BLOCK
     assert all(start % BLOCK == 0 for start, _ in store.gets)
 

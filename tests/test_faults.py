@@ -469,13 +469,9 @@ def test_sigterm_gives_up_after_stop_timeout_and_keeps_the_data(faulty_moto, mou
 # -- the local staging disk full -----------------------------------------------------------------
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmpfs):
     """A 20 MiB tmpfs for the staged copies (and the state directory)."""
-    directory = tmp_path / "small-disk"
-    directory.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(directory)], check=True)
-    yield directory
-    subprocess.run(["umount", "-l", str(directory)], check=True)
+    return tmpfs(20, "small-disk")
 
 
 def write_until_error(path, data: bytes) -> tuple[int, OSError | None]:

@@ -57,10 +57,10 @@ class FakeStore:
             self.in_flight -= 1
 
 
-def run_with_prefetcher(store: FakeStore, body, budget: int = prefetch.BUDGET):
+def run_with_prefetcher(store: FakeStore, body, budget: int = prefetch.BUDGET, cache=None):
     async def main():
         async with trio.open_nursery() as nursery:
-            prefetcher = Prefetcher(store, budget=budget)  # type: ignore[arg-type]
+            prefetcher = Prefetcher(store, budget=budget, cache=cache)  # type: ignore[arg-type]
             prefetcher.nursery = nursery
             result = await body(prefetcher)
             nursery.cancel_scope.cancel()
