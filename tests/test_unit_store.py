@@ -7,13 +7,14 @@ import os
 import tempfile
 
 import botocore.exceptions
+import botocore.utils
 import pytest
 import trio
 from moto import mock_aws
 
 from mock_s3 import URL, aws, client, client_for  # noqa: F401 (fixtures)
 from ocifs.credentials import Credentials
-from ocifs.store import MiB, Store, StoreError, make_client, to_store_error
+from ocifs.store import MiB, Store, StoreError, make_client, parse_timestamp, to_store_error
 
 BUCKET = "ocifs-unit-store"
 @pytest.fixture
@@ -102,6 +103,52 @@ def test_download(store, tmp_path):
             await store.download("d.bin", f)
     run(main)
     assert (tmp_path / "out").read_bytes() == b"x" * 1000
+
+
+def test_head_many_answers_each_key(client, store):
+    for i in range(40):
+        client.put_object(Bucket=BUCKET, Key=f"hm/{i}", Body=b"x" * i)
+    keys = [f"hm/{i}" for i in range(40)] + ["hm/missing"]
+    heads = run(store.head_many, keys)
+    assert set(heads) == set(keys)
+    assert [heads[f"hm/{i}"]["ContentLength"] for i in range(40)] == list(range(40))
+    assert heads["hm/missing"] is None
+    assert run(store.head_many, []) == {}
+    assert run(store.head_many, ["hm/3"])["hm/3"]["ContentLength"] == 3
+
+
+def test_head_many_raises_the_first_real_error(client, store, monkeypatch):
+    real = client.head_object
+
+    def head(**kwargs):
+        if kwargs["Key"] == "hm/denied":
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "no"},
+                 "ResponseMetadata": {"HTTPStatusCode": 403}}, "HeadObject")
+        return real(**kwargs)
+    monkeypatch.setattr(client, "head_object", head)
+    client.put_object(Bucket=BUCKET, Key="hm/ok", Body=b"")
+    with pytest.raises(StoreError) as info:
+        run(store.head_many, ["hm/ok", "hm/denied", "hm/missing"])
+    assert info.value.errno == errno.EACCES and "hm/denied" in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-25T20:28:30.000Z", "2026-11-25T20:28:30Z", "2026-11-25T20:28:30.123456Z",
+    "2026-11-25T20:28:30+01:00", "Wed, 25 Nov 2026 20:28:30 GMT", "1795638510",
+    "2026-11-25 20:28:30",
+])
+def test_parse_timestamp_agrees_with_botocore(text):
+    ours, theirs = parse_timestamp(text), botocore.utils.parse_timestamp(text)
+    assert ours == theirs and ours.utcoffset() == theirs.utcoffset()
+
+
+def test_client_parses_timestamps_fast(client):
+    """Clients made by make_client use parse_timestamp (the listing's dates come out right)."""
+    with mock_aws():
+        c = client_for(path_style=True)
+        factory = c._endpoint._response_parser_factory  # noqa: SLF001 - what the client uses
+        assert factory._defaults["timestamp_parser"] is parse_timestamp  # noqa: SLF001
 
 
 def test_list_dir_paginates_and_splits_prefixes(client, store):
