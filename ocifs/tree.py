@@ -45,6 +45,27 @@ def is_entry_name(name: str) -> bool:
     return name not in ("", ".", "..") and "/" not in name
 
 
+def split_subtree(prefix: str, objs: list[dict]) -> dict[str, tuple[list[dict], list[str]]]:
+    """What a delimited ListObjectsV2 would answer for ``prefix`` and each directory prefix
+    below it, from a listing of the keys under ``prefix`` without delimiter (in key order):
+    ``{dir prefix: (objects, common prefixes)}``."""
+    listings: dict[str, tuple[list[dict], list[str]]] = {prefix: ([], [])}
+    for obj in objs:
+        key = obj["Key"]
+        current = prefix
+        while True:
+            cut = key.find("/", len(current))
+            if cut < 0:
+                listings[current][0].append(obj)
+                break
+            child = key[:cut + 1]
+            if child not in listings:
+                listings[child] = ([], [])
+                listings[current][1].append(child)
+            current = child
+    return listings
+
+
 def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
     """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
     return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
@@ -199,14 +220,7 @@ class Tree:
         size and date are enough.
         """
         prefix = self._dir_prefix(path)
-        listing = self.listings.get(path)
-        if listing is None:
-            listing = await self.store.list_dir(prefix)
-            try:
-                self.listings[path] = listing
-            except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
-                pass
-        contents, prefixes = listing
+        contents, prefixes = await self._listing(path, prefix)
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
@@ -243,25 +257,58 @@ class Tree:
                 entries[name] = attrs
             return sorted(entries.items())
 
-        async def head_one(name: str, is_dir: bool) -> None:
-            child = join(path, name)
-            key = self.store.key(child, directory=is_dir)
-            head = await self.store.head(key)
+        keys = {name: self.store.key(join(path, name), directory=is_dir) for name, is_dir in to_head}
+        heads = await self.store.head_many(list(keys.values()))
+        for name, is_dir in to_head:
+            head = heads[keys[name]]
             if head is not None:
-                attrs = objects.attrs_from_head(key, head, self.default_uid, self.default_gid)
+                attrs = objects.attrs_from_head(keys[name], head, self.default_uid, self.default_gid)
             elif is_dir:
                 attrs = objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
-            elif name in files and files[name]:
+            elif files[name]:
                 attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
             else:
-                return
-            self.remember(child, attrs)
+                continue
+            self.remember(join(path, name), attrs)
             entries[name] = attrs
-
-        async with trio.open_nursery() as nursery:
-            for name, is_dir in to_head:
-                nursery.start_soon(head_one, name, is_dir)
         return sorted(entries.items())
+
+    async def _listing(self, path: str, prefix: str) -> tuple[list[dict], list[str]]:
+        """Directory ``path``'s listing (objects, common prefixes), from the cache or the store.
+
+        The store is first asked for one page of the whole subtree (no delimiter): when the
+        subtree fits in it, that one request also holds the listing of every directory below,
+        which are cached too, so ``find`` or ``ls -R`` of a tree of up to 1,000 objects costs
+        one request instead of one per directory.  A bigger subtree still gives the directory's
+        first entries, and every subdirectory the page covers whole; the delimited listing then
+        goes on after the page's last key, so a big directory costs no extra request.
+        """
+        listing = self.listings.get(path)
+        if listing is not None:
+            return listing
+        page, truncated = await self.store.list_subtree_page(prefix)
+        last = page[-1]["Key"] if page else ""
+        for sub_prefix, sub_listing in split_subtree(prefix, page).items():
+            whole = not truncated or (last > sub_prefix and not last.startswith(sub_prefix))
+            if sub_prefix == prefix:
+                listing = sub_listing
+            elif whole and all(is_entry_name(part) for part in sub_prefix[len(prefix):-1].split("/")):
+                self._keep_listing(path + "/" + sub_prefix[len(prefix):-1] if path
+                                   else sub_prefix[len(prefix):-1], sub_listing)
+        contents, prefixes = listing or ([], [])
+        if truncated:
+            more, more_prefixes = await self.store.list_dir(prefix, start_after=last)
+            seen = {obj["Key"] for obj in contents}
+            contents = contents + [obj for obj in more if obj["Key"] not in seen]
+            prefixes = sorted(set(prefixes) | set(more_prefixes))
+        self._keep_listing(path, (contents, prefixes))
+        return contents, prefixes
+
+    def _keep_listing(self, path: str, listing: tuple[list[dict], list[str]]) -> None:
+        try:
+            self.listings[path] = listing
+        except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
+            pass
 
     async def is_empty_dir(self, path: str) -> bool:
         prefix = self._dir_prefix(path)

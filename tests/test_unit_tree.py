@@ -13,7 +13,7 @@ from ocifs import objects
 from mock_s3 import aws, client  # noqa: F401 (fixtures)
 from ocifs.objects import ObjectAttrs
 from ocifs.store import MiB, Store, StoreError
-from ocifs.tree import Tree, join, name_of, parent_of
+from ocifs.tree import Tree, join, name_of, parent_of, split_subtree
 
 BUCKET = "ocifs-unit-tree"
 UID, GID = 4321, 8765
@@ -467,16 +467,26 @@ def test_remove_file(client, tree):
 
 # -- listing cache ---------------------------------------------------------------------------
 
+def count_listings(store) -> list[str]:
+    """The prefixes the store is asked to list from now on (subtree pages and listings)."""
+    calls: list[str] = []
+    real_page, real_dir = store.list_subtree_page, store.list_dir
+
+    async def page(prefix):
+        calls.append(prefix)
+        return await real_page(prefix)
+
+    async def listing(prefix, max_keys=None, start_after=None):
+        calls.append(prefix)
+        return await real_dir(prefix, max_keys, start_after)
+    store.list_subtree_page, store.list_dir = page, listing
+    return calls
+
+
 def test_listing_cache_asks_once_and_sees_local_changes_at_once(client, store):
     tree = Tree(store, UID, GID, listing_expire=60)
     put(client, "lc/a", b"1")
-    calls = []
-    real = store.list_dir
-
-    async def counting(prefix, max_keys=None):
-        calls.append(prefix)
-        return await real(prefix, max_keys)
-    store.list_dir = counting
+    calls = count_listings(store)
     names = lambda: [n for n, _ in run(tree.listdir, "lc")]  # noqa: E731
     assert names() == ["a"] and names() == ["a"]
     assert calls == ["lc/"]
@@ -489,6 +499,55 @@ def test_listing_cache_asks_once_and_sees_local_changes_at_once(client, store):
     run(tree.rename, "lc/b", "lc/c", file_attrs(size=1))
     assert names() == ["c", "d"]
     assert len(tree.listings) <= 1000
+
+
+TREE_KEYS = ["t/", "t/a", "t/b/", "t/b/c", "t/b/d/e", "t/b/d/f", "t/b-x", "t/b0/g", "t/é/h",
+             "t/x//y", "t/z"]
+
+
+def test_split_subtree_answers_what_delimited_listings_answer(client, store):
+    for key in TREE_KEYS:
+        put(client, key, b"k")
+    page, truncated = run(store.list_subtree_page, "t/")
+    assert not truncated
+    split = split_subtree("t/", page)
+    assert set(split) == {"t/", "t/b/", "t/b/d/", "t/b0/", "t/é/", "t/x/", "t/x//"}
+    for prefix, (contents, prefixes) in split.items():
+        want_contents, want_prefixes = run(store.list_dir, prefix)
+        assert [o["Key"] for o in contents] == [o["Key"] for o in want_contents], prefix
+        assert prefixes == want_prefixes, prefix
+
+
+def test_one_subtree_listing_serves_every_directory_below(client, store):
+    tree = Tree(store, UID, GID, listing_expire=60)
+    for key in TREE_KEYS:
+        put(client, key, b"k")
+    calls = count_listings(store)
+    assert [n for n, _ in run(tree.listdir, "t")] == ["a", "b", "b-x", "b0", "x", "z", "é"]
+    assert [n for n, _ in run(tree.listdir, "t/b")] == ["c", "d"]
+    assert [n for n, _ in run(tree.listdir, "t/b/d")] == ["e", "f"]
+    assert [n for n, _ in run(tree.listdir, "t/é")] == ["h"]
+    assert [n for n, _ in run(tree.listdir, "t/x")] == []  # "x//y": no name the kernel can ask
+    assert calls == ["t/"]
+
+
+def test_a_subtree_bigger_than_a_page_lists_right_at_no_extra_cost(client, store):
+    """The first subtree page holds 1,000 keys: the small directory before the big one is
+    covered whole (cached), the big one is not, and the listing goes on after the page."""
+    tree = Tree(store, UID, GID, listing_expire=60)
+    keys = ["p/a0", "p/a1", "p/abc/1", "p/abc/2"] + [f"p/big/{i:04d}" for i in range(1001)]
+    keys += ["p/z0", "p/z1"]
+    for key in keys:
+        put(client, key, b"k")
+    calls = count_listings(store)
+    listed = run(tree.listdir, "p")
+    assert [n for n, _ in listed] == ["a0", "a1", "abc", "big", "z0", "z1"]
+    assert dict(listed)["z1"].size == 1
+    assert calls == ["p/", "p/"]  # the subtree page, then the rest of the delimited listing
+    assert [n for n, _ in run(tree.listdir, "p/abc")] == ["1", "2"]
+    assert calls == ["p/", "p/"]
+    assert len(run(tree.listdir, "p/big")) == 1001
+    assert calls == ["p/", "p/", "p/big/", "p/big/"]
 
 
 def test_listing_cache_expires_and_can_be_off(client, store):
