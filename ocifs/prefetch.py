@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 KiB = 1024
 MiB = 1024 * KiB
 CHUNK = 8 * MiB
-WINDOW_MAX = 32 * MiB
+WINDOW_MAX = 64 * MiB
 BUDGET = 128 * MiB          # prefetched bytes held or in flight, all handles together
 MAX_REQUESTS = 8            # chunk GETs in flight, all handles together (see Prefetcher)
 SLACK = 2 * MiB             # how far from where it stopped a read still counts as sequential
@@ -145,7 +145,10 @@ class ReadStream:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
+        """Bytes ``[offset, offset+size)`` (fewer at the end).  A read served by one chunk is
+        a view of it, not a copy: pyfuse3 replies from any buffer, and a copy per read was a
+        tenth of a sequential read's CPU."""
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
@@ -161,7 +164,7 @@ class ReadStream:
             cached = self.entry.read(offset, end)
             if cached is not None:
                 return cached
-        pieces: list[bytes] = []
+        pieces: list[bytes | memoryview] = []
         position = offset
         while position < end:
             chunk = self._chunk_at(position)
@@ -178,7 +181,7 @@ class ReadStream:
                 pieces.append(await self._read_direct(position, end, sequential))
                 break
             stop = min(end, chunk.end)
-            pieces.append(chunk.data[position - chunk.start:stop - chunk.start])
+            pieces.append(memoryview(chunk.data)[position - chunk.start:stop - chunk.start])
             position = stop
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
