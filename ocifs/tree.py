@@ -297,7 +297,12 @@ class Tree:
                                    else sub_prefix[len(prefix):-1], sub_listing)
         contents, prefixes = listing or ([], [])
         if truncated:
-            more, more_prefixes = await self.store.list_dir(prefix, start_after=last)
+            try:
+                more, more_prefixes = await self.store.list_dir(prefix, start_after=last)
+            except StoreError as exc:  # a store that refuses StartAfter: list it all again
+                if exc.errno != errno.EINVAL:
+                    raise
+                more, more_prefixes = await self.store.list_dir(prefix)
             seen = {obj["Key"] for obj in contents}
             contents = contents + [obj for obj in more if obj["Key"] not in seen]
             prefixes = sorted(set(prefixes) | set(more_prefixes))

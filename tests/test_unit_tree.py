@@ -550,6 +550,21 @@ def test_a_subtree_bigger_than_a_page_lists_right_at_no_extra_cost(client, store
     assert calls == ["p/", "p/", "p/big/", "p/big/"]
 
 
+def test_a_store_refusing_start_after_still_lists_whole(client, store, monkeypatch):
+    tree = Tree(store, UID, GID, listing_expire=60)
+    for key in [f"q/{i:04d}" for i in range(1003)] + ["q/sub/x"]:
+        put(client, key, b"k")
+    real = store.list_dir
+
+    async def refusing(prefix, max_keys=None, start_after=None):
+        if start_after:
+            raise StoreError(errno.EINVAL, "LIST: InvalidArgument (start-after)", "InvalidArgument")
+        return await real(prefix, max_keys)
+    monkeypatch.setattr(store, "list_dir", refusing)
+    names = [n for n, _ in run(tree.listdir, "q")]
+    assert names == [f"{i:04d}" for i in range(1003)] + ["sub"]
+
+
 def test_listing_cache_expires_and_can_be_off(client, store):
     put(client, "le/a", b"1")
     for expire in (0, 0.2):
