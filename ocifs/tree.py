@@ -288,14 +288,15 @@ class Tree:
             return listing
         page, truncated = await self.store.list_subtree_page(prefix)
         last = page[-1]["Key"] if page else ""
-        for sub_prefix, sub_listing in split_subtree(prefix, page).items():
+        below = split_subtree(prefix, page)
+        contents, prefixes = below.pop(prefix)
+        for sub_prefix, sub_listing in below.items():
+            # Keys sort as UTF-8 bytes, i.e. by code point: a subdirectory is whole in the
+            # page when the page's last key sorts after all of its keys.
             whole = not truncated or (last > sub_prefix and not last.startswith(sub_prefix))
-            if sub_prefix == prefix:
-                listing = sub_listing
-            elif whole and all(is_entry_name(part) for part in sub_prefix[len(prefix):-1].split("/")):
-                self._keep_listing(path + "/" + sub_prefix[len(prefix):-1] if path
-                                   else sub_prefix[len(prefix):-1], sub_listing)
-        contents, prefixes = listing or ([], [])
+            sub_path = sub_prefix[len(prefix):-1]
+            if whole and all(is_entry_name(part) for part in sub_path.split("/")):
+                self._keep_listing(join(path, sub_path), sub_listing)
         if truncated:
             try:
                 more, more_prefixes = await self.store.list_dir(prefix, start_after=last)
