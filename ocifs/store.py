@@ -13,10 +13,9 @@ import email.utils
 import errno
 import logging
 import re
+import threading
 import time
 from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
-
-import threading
 
 import boto3
 import botocore.exceptions
@@ -40,6 +39,7 @@ MiB = 1024 * 1024
 # HEADs are small and mostly waiting for the round trip: a directory listing sends one per
 # entry not in the stat cache, so they get more threads (and connections) than other requests.
 HEAD_THREADS = 32
+HEAD_BATCHES = 4  # listings sending their HEADs at once (HEAD_THREADS in flight among them)
 MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
 LOST_CREATION_SLACK = 2.0  # seconds around a retried creation (Date has 1 s resolution)
 
@@ -170,8 +170,9 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
 class Store:
     """One bucket (and key prefix) seen through a boto3 client.
 
-    ``limiter`` bounds the worker threads doing requests, ``head_limiter`` those doing HEADs
-    (at least :data:`HEAD_THREADS`, so ``ls -l`` of a big directory is not
+    ``limiter`` bounds the worker threads doing requests, ``head_limiter`` those doing single
+    HEADs (lookups: at least :data:`HEAD_THREADS`), ``batch_limiter`` the HEAD batches of
+    listings (:meth:`head_many`, so ``ls -l`` of a big directory is not
     ``entries / max_thread_count`` round trips long); ``upload_config``/``copy_config`` are
     the transfer settings (multipart threshold, part size, parts in flight) for uploads and
     for server-side copies.  ``journal`` records multipart copies in progress (None: not
@@ -187,6 +188,8 @@ class Store:
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.limiter = trio.CapacityLimiter(max_threads)
         self.head_limiter = trio.CapacityLimiter(max(max_threads, HEAD_THREADS))
+        self.batch_limiter = trio.CapacityLimiter(HEAD_BATCHES)
+        self._heads_in_flight = threading.BoundedSemaphore(HEAD_THREADS)
         self.upload_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_size,
             max_concurrency=parallel_count, use_threads=True)
@@ -241,14 +244,17 @@ class Store:
         One trio worker thread runs the batch on threads of its own: a trio thread call per
         HEAD (hand-off, result delivery, GIL hand-offs with the FUSE loop) cost as much CPU
         as boto3's request itself, and ``ls -l`` of a big directory is 1,000s of HEADs.  The
-        threads are daemons, like trio's, so a stop never waits for a HEAD that hangs.
+        threads are daemons, like trio's, so a stop never waits for a HEAD that hangs.  At
+        most :data:`HEAD_BATCHES` batches run at once, with :data:`HEAD_THREADS` HEADs in
+        flight among them.
         """
         if not keys:
             return {}
 
         def head_one(key: str) -> dict | None:
             try:
-                return self.client.head_object(Bucket=self.bucket, Key=key)
+                with self._heads_in_flight:
+                    return self.client.head_object(Bucket=self.bucket, Key=key)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
                 error = to_store_error(exc, f"HEAD {key}")
                 if error.errno == errno.ENOENT:
@@ -284,7 +290,7 @@ class Store:
                 raise errors[0]
             return results
 
-        return await self._run(f"HEAD {len(keys)} objects", head_all, limiter=self.head_limiter)
+        return await self._run(f"HEAD {len(keys)} objects", head_all, limiter=self.batch_limiter)
 
     async def list_dir(self, prefix: str, max_keys: int | None = None,
                        start_after: str | None = None) -> tuple[list[dict], list[str]]:
