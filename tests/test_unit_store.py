@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import threading
+import time
 
 import botocore.exceptions
 import botocore.utils
@@ -14,7 +16,7 @@ from moto import mock_aws
 
 from mock_s3 import URL, aws, client, client_for  # noqa: F401 (fixtures)
 from ocifs.credentials import Credentials
-from ocifs.store import MiB, Store, StoreError, make_client, parse_timestamp, to_store_error
+from ocifs.store import HEAD_THREADS, MiB, Store, StoreError, make_client, parse_timestamp, to_store_error
 
 BUCKET = "ocifs-unit-store"
 @pytest.fixture
@@ -115,6 +117,28 @@ def test_head_many_answers_each_key(client, store):
     assert heads["hm/missing"] is None
     assert run(store.head_many, []) == {}
     assert run(store.head_many, ["hm/3"])["hm/3"]["ContentLength"] == 3
+
+
+def test_concurrent_head_batches_share_one_bound(client, store, monkeypatch):
+    lock = threading.Lock()
+    now = [0, 0]  # in flight, most ever
+
+    def head(**kwargs):
+        with lock:
+            now[0] += 1
+            now[1] = max(now[1], now[0])
+        time.sleep(0.002)
+        with lock:
+            now[0] -= 1
+        return {"ContentLength": 0}
+    monkeypatch.setattr(client, "head_object", head)
+
+    async def many():
+        async with trio.open_nursery() as nursery:
+            for batch in range(6):
+                nursery.start_soon(store.head_many, [f"b{batch}/{i}" for i in range(60)])
+    run(many)
+    assert 1 < now[1] <= HEAD_THREADS
 
 
 def test_head_many_raises_the_first_real_error(client, store, monkeypatch):
