@@ -46,6 +46,29 @@ def summarize(run: dict) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
     return out
 
 
+def median_cpu(reps: list[dict], who: str) -> float | None:
+    """Median CPU seconds of ``who`` ("fs" or "server") in each repetition's first measured
+    window (Redis: the BGSAVE)."""
+    values = [r["cpu_s"][0].get(who) for r in reps if not r.get("error") and r.get("cpu_s")]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def cpu_rows(run: dict) -> list[tuple[str, dict[str, tuple[float | None, float | None]]]]:
+    """(workload label, target → (filesystem CPU s, server CPU s)) for workloads that have them."""
+    rows = []
+    seen = set()
+    for (wl, _metric), (label, _unit, _better) in METRICS.items():
+        if wl in seen or wl not in run["results"]:
+            continue
+        seen.add(wl)
+        cells = {t: (median_cpu(reps, "fs"), median_cpu(reps, "server"))
+                 for t, reps in run["results"][wl].items()}
+        if any(v is not None for pair in cells.values() for v in pair):
+            rows.append((RSS_METRICS.get((wl, "rss_MiB"), label), cells))
+    return rows
+
+
 def speed_ratio(value: float | None, ref: float | None, better: str) -> float | None:
     if value is None or ref is None or value <= 0 or ref <= 0:
         return None
@@ -166,6 +189,19 @@ def markdown(data: dict, chart_names: dict[float, list[str]] | None = None) -> s
                     if t != "s3fs" and c["value"] and ref:
                         text += f" ({c['value'] / ref:.2f}× s3fs)"
                     row.append(text + _flags(c))
+                lines.append("| " + " | ".join(row) + " |")
+        cpu = cpu_rows(run)
+        if cpu:
+            lines += ["", "CPU seconds during the measured part (median): the filesystem process, "
+                          "then the S3 server (2 CPUs give at most twice the wall time):", "",
+                      "| during | " + " | ".join(targets) + " |",
+                      "|---|" + "---|" * len(targets)]
+            for label, cells in cpu:
+                row = [label]
+                for t in targets:
+                    fs_s, server_s = cells.get(t, (None, None))
+                    row.append("" if fs_s is None and server_s is None
+                               else f"{_fmt(fs_s)} / {_fmt(server_s)}")
                 lines.append("| " + " | ".join(row) + " |")
         total = sum(len(reps) for per in run["results"].values() for reps in per.values())
         ok = sum(bool(r.get("verified")) for per in run["results"].values()

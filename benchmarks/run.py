@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     g.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     g.add_argument("--region", default="us-east-1")
+    g.add_argument("--server-pid", type=int, default=None,
+                   help="with --server url: a local server process whose CPU time to report")
     g.add_argument("--latency-ms", default="0,10", type=lambda s: [float(x) for x in csv(s)],
                    help="comma list of per-direction delays; 0 = no proxy (default: 0,10)")
     g = ap.add_argument_group("what to run")
@@ -235,7 +237,9 @@ def run_suite(args: argparse.Namespace) -> Path:
         for latency in args.latency_ms:
             results["runs"].append(run_latency(args, latency, targets, params, direct,
                                                checker_client, pattern, pattern_file,
-                                               scratch_root, run_id, results["meta"]["notes"]))
+                                               scratch_root, run_id, results["meta"]["notes"],
+                                               server.pid if server is not None
+                                               else args.server_pid))
             # Save as we go, so a long run that is interrupted still leaves its data.
             _save(args, results, time.monotonic() - started)
     finally:
@@ -260,7 +264,7 @@ def _save(args: argparse.Namespace, results: dict, elapsed: float) -> Path:
 
 def run_latency(args, latency: float, targets: list[str], params: Params, direct: Endpoint,
                 checker_client, pattern: Pattern, pattern_file: Path, scratch_root: Path,
-                run_id: str, notes: list[str]) -> dict:
+                run_id: str, notes: list[str], server_pid: int | None = None) -> dict:
     proxy = None
     endpoint = direct
     if latency > 0:
@@ -288,7 +292,8 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
                 (workdir / "dir").mkdir(exist_ok=True)
             scratch = workdir / "scratch"
             scratch.mkdir(parents=True, exist_ok=True)
-            ctxs[name] = Ctx(target, checker, params, pattern, scratch, pattern_file)
+            ctxs[name] = Ctx(target, checker, params, pattern, scratch, pattern_file,
+                             server_pid=server_pid)
         # Objects that workloads only read are made before any mount (not timed).
         for name, ctx in ctxs.items():
             runs = set(ONLY_WORKLOADS.get(name, args.workloads)) & set(args.workloads)
@@ -307,6 +312,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
                         continue
                     ctx = ctxs[name]
                     ctx.notes = []
+                    ctx.cpu = []
                     t0 = time.monotonic()
                     try:
                         res = WORKLOADS[wl](ctx)
@@ -318,6 +324,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
                                               "error": res["error"],
                                               "traceback": traceback.format_exc(limit=6)})
                         _force_unmount(ctx.target)
+                    res["cpu_s"] = ctx.cpu
                     res["rep"] = rep
                     res["seconds"] = round(time.monotonic() - t0, 2)
                     for n in ctx.notes:

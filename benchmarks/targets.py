@@ -107,6 +107,16 @@ def read_status_kib(pid: int, field_name: str) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (all its threads) so far, None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def fusermount_u(mountpoint: Path, tries: int = 100) -> None:
     """Unmount, retrying while busy; a lazy unmount as the last resort."""
     for _ in range(tries):
@@ -155,6 +165,12 @@ class Target:
             with contextlib.suppress(OSError):
                 with open(f"/proc/{pid}/clear_refs", "w") as f:
                     f.write("5")
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds used so far by the filesystem process(es); None without one."""
+        values = [cpu_seconds(pid) for pid in self.pids]
+        values = [v for v in values if v is not None]
+        return sum(values) if values else None
 
     def peak_rss_mib(self) -> float | None:
         """Sum of VmHWM (peak resident set since the last reset) of the filesystem processes."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .targets import Target
+from .targets import Target, cpu_seconds
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -267,6 +267,9 @@ class Ctx:
     scratch: Path                    # local disk space for the boto3 target and Redis
     pattern_file: Path               # ``params.size`` bytes of the pattern, on local disk
     notes: list[str] = field(default_factory=list)
+    server_pid: int | None = None    # the local S3 server, whose CPU time is counted too
+    cpu: list[dict] = field(default_factory=list)  # CPU seconds of each measured window
+    _cpu_mark: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -313,11 +316,25 @@ def fresh_mount(ctx: Ctx):
             ctx.target.umount()
 
 
+def _cpu_now(ctx: Ctx) -> dict:
+    return {"fs": ctx.target.cpu_s(),
+            "server": cpu_seconds(ctx.server_pid) if ctx.server_pid else None}
+
+
 def measure_rss(ctx: Ctx) -> None:
+    """The measured window starts: peak RSS reset, CPU times noted."""
     ctx.target.reset_peak_rss()
+    ctx._cpu_mark = _cpu_now(ctx)
 
 
 def peak_rss(ctx: Ctx) -> float | None:
+    """The measured window ends: its CPU seconds (filesystem process, S3 server) are added to
+    ``ctx.cpu``, and the peak RSS is returned.  On a small machine the server's CPU bounds
+    every client's throughput: these show how much of the window it took."""
+    now = _cpu_now(ctx)
+    ctx.cpu.append({k: round(now[k] - ctx._cpu_mark[k], 3)
+                    if now[k] is not None and ctx._cpu_mark.get(k) is not None else None
+                    for k in now})
     return ctx.target.peak_rss_mib()
 
 

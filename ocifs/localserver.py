@@ -218,6 +218,11 @@ class LocalS3Server:
         return self._data_dir
 
     @property
+    def pid(self) -> int | None:
+        """The server process (None when not running): the benchmarks count its CPU time."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """True between a successful start() and stop()."""
         return self._proc is not None and self._proc.poll() is None

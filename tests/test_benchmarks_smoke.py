@@ -36,6 +36,7 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
     out = tmp_path / "results"
     argv = ["--server", "url", "--endpoint-url", seaweed_server.endpoint_url,
             "--access-key", seaweed_server.access_key, "--secret-key", seaweed_server.secret_key,
+            "--server-pid", str(seaweed_server.pid),
             "--targets", ",".join(targets), "--big-targets", "ocifs,s3fs",
             "--size", "4MiB", "--big-size", "6MiB", "--files", "20", "--redis-size", "4MiB",
             "--tree-fanout", "2", "--rand-ops", "20", "--rand-seconds", "3", "--reps", "1",
@@ -70,10 +71,19 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
             if target in ("ocifs", "ocifs-fl", "s3fs", "rclone"):
                 rss = [v for k, v in rep["metrics"].items() if k.startswith("rss")]
                 assert rss and all(v and v > 0 for v in rss), (wl, target, rep["metrics"])
+            # CPU seconds of each measured window: the filesystem's and the server's.
+            assert rep["cpu_s"] and all(w["server"] is not None and w["server"] >= 0
+                                        for w in rep["cpu_s"]), (wl, target, rep["cpu_s"])
+            if target in ("ocifs", "ocifs-fl", "s3fs", "rclone"):
+                assert all(w["fs"] is not None and w["fs"] >= 0 for w in rep["cpu_s"]), \
+                    (wl, target, rep["cpu_s"])
+    writes = run["results"]["seq_write"]
+    assert writes["ocifs"][0]["cpu_s"][0]["server"] > 0  # it stored 4 MiB
 
     md = (out / "smoke.md").read_text()
     assert "| workload | ocifs | ocifs-fl | s3fs |" in md
     assert "s3fs, " in md and "boto3)" in md  # ratios to both references
+    assert "CPU seconds during the measured part" in md
     pngs = sorted(out.glob("smoke-*.png"))
     assert {p.name for p in pngs} >= {"smoke-vs-s3fs-5ms.png", "smoke-vs-boto3-5ms.png",
                                       "smoke-rss-5ms.png"}
