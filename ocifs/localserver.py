@@ -436,6 +436,10 @@ class LocalS3Server:
             "-s3.port.lance=0",
             "-master.telemetry=false",  # no reports to seaweedfs.com from a dev server
             "-volume.preStopSeconds=0",  # default 1s only slows stop()
+            # By default the volume count is capped at free disk / volume size (1 GiB): every
+            # bucket takes several volumes, so a dozen buckets of a few GiB each ran out of
+            # writable volumes ("InternalError") on a 60 GB disk.  Volumes are sparse files.
+            "-volume.max=1000",
         ]
 
     def _launch_weed(self, weed: Path) -> None:
