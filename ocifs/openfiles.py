@@ -232,7 +232,7 @@ class OpenFiles:
 
     # -- data -----------------------------------------------------------------------------
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         handle = self.handles[fh]
         file = handle.file
         if file.staged is not None:
