@@ -192,8 +192,10 @@ def markdown(data: dict, chart_names: dict[float, list[str]] | None = None) -> s
                 lines.append("| " + " | ".join(row) + " |")
         cpu = cpu_rows(run)
         if cpu:
+            cpus = meta["host"]["cpus"]
             lines += ["", "CPU seconds during the measured part (median): the filesystem process, "
-                          "then the S3 server (2 CPUs give at most twice the wall time):", "",
+                          f"then the S3 server ({cpus} CPUs give at most {cpus}× the wall time):",
+                      "",
                       "| during | " + " | ".join(targets) + " |",
                       "|---|" + "---|" * len(targets)]
             for label, cells in cpu:
