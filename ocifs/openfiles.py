@@ -238,10 +238,6 @@ class OpenFiles:
         if file.staged is not None:
             return os.pread(file.staged.fileno(), size, offset)
         self._check_linked(file)
-        if handle.changed:
-            raise StoreError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
-                                        "bucket while open; open it again")
-        key = self.tree.store.key(self.inodes.path(file.inode))
         stream = handle.stream
         version = handle.etag or (stream.etag if stream is not None else None)
         if version is not None and file.attrs.etag is not None \
@@ -250,8 +246,10 @@ class OpenFiles:
             # bytes must neither continue with the new one's nor reach the page cache that
             # the new version's readers share.
             handle.changed = True
+        if handle.changed:
             raise StoreError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
                                         "bucket while open; open it again")
+        key = self.tree.store.key(self.inodes.path(file.inode))
         if stream is None or stream.size != file.attrs.size or stream.key != key:
             if stream is not None:  # renamed or rewritten on this mount since: start afresh
                 stream.close()
