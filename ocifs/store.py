@@ -228,15 +228,19 @@ class Store:
 
     # -- reads ----------------------------------------------------------------------------
 
+    def _head_sync(self, key: str) -> dict | None:
+        """HeadObject, or None when there is no such object (blocking: in a worker thread)."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
+            error = to_store_error(exc, f"HEAD {key}")
+            if error.errno == errno.ENOENT:
+                return None
+            raise error from None
+
     async def head(self, key: str) -> dict | None:
         """HeadObject, or None when there is no such object."""
-        try:
-            return await self._run(f"HEAD {key}", self.client.head_object, Bucket=self.bucket,
-                                   Key=key, limiter=self.head_limiter)
-        except StoreError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
+        return await self._run(f"HEAD {key}", self._head_sync, key, limiter=self.head_limiter)
 
     async def head_many(self, keys: list[str]) -> dict[str, dict | None]:
         """HeadObject of every key (None: no such object), :data:`HEAD_THREADS` at a time.
@@ -252,14 +256,8 @@ class Store:
             return {}
 
         def head_one(key: str) -> dict | None:
-            try:
-                with self._heads_in_flight:
-                    return self.client.head_object(Bucket=self.bucket, Key=key)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
-                error = to_store_error(exc, f"HEAD {key}")
-                if error.errno == errno.ENOENT:
-                    return None
-                raise error from None
+            with self._heads_in_flight:
+                return self._head_sync(key)
 
         def head_all() -> dict[str, dict | None]:
             if len(keys) == 1:
