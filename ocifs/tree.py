@@ -194,7 +194,7 @@ class Tree:
 
     async def _fetch_listed(self, path: str) -> ObjectAttrs | None:
         key = self.store.key(path)
-        contents, prefixes = await self.store.list_dir(self._dir_prefix(parent_of(path)))
+        contents, prefixes = await self._listing(parent_of(path))
         if any(obj["Key"] == key for obj in contents) or key + "/" in prefixes:
             return await self._fetch(path)
         return None
@@ -220,7 +220,7 @@ class Tree:
         size and date are enough.
         """
         prefix = self._dir_prefix(path)
-        contents, prefixes = await self._listing(path, prefix)
+        contents, prefixes = await self._listing(path)
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
@@ -273,7 +273,7 @@ class Tree:
             entries[name] = attrs
         return sorted(entries.items())
 
-    async def _listing(self, path: str, prefix: str) -> tuple[list[dict], list[str]]:
+    async def _listing(self, path: str) -> tuple[list[dict], list[str]]:
         """Directory ``path``'s listing (objects, common prefixes), from the cache or the store.
 
         The store is first asked for one page of the whole subtree (no delimiter): when the
@@ -286,6 +286,7 @@ class Tree:
         listing = self.listings.get(path)
         if listing is not None:
             return listing
+        prefix = self._dir_prefix(path)
         page, truncated = await self.store.list_subtree_page(prefix)
         last = page[-1]["Key"] if page else ""
         below = split_subtree(prefix, page)
