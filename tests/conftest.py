@@ -10,6 +10,8 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -174,6 +176,15 @@ def _oci_proxy_session():
     if refused:
         pytest.fail(f"OCI's S3 API would refuse requests (after the last test):\n{refused}",
                     pytrace=False)
+
+
+@pytest.fixture
+def public_dir():
+    """A directory other users can traverse (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="ocifs-pub-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

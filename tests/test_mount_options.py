@@ -8,7 +8,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ def bucket(moto_server):
     client.put_object(Bucket=name, Key="dir/", Body=b"", ContentType="application/x-directory",
                       Metadata={"mode": str(stat.S_IFDIR | 0o700)})
     return name
-
-
-@pytest.fixture
-def public_dir():
-    """A directory other users can traverse (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ocifs-opts-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def mount_with(moto_server, bucket, where: Path, options: list[str]) -> OcifsMount:

@@ -18,7 +18,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,15 +27,6 @@ import pytest
 from mounting import OCIFS, OcifsMount, is_mounted, unique_bucket, write_passwd
 from ocifs.mount import pidfile_path
 from test_nonroot import as_user, user_home  # noqa: F401 (fixture)
-
-
-@pytest.fixture
-def public_dir():
-    """A directory other users can traverse (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ocifs-sec-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess:
