@@ -27,6 +27,7 @@ from botocore.config import Config
 from s3transfer.utils import ReadFileChunk
 
 from .credentials import Credentials
+from .listparse import install_fast_listing
 from .parts import MAX_PARTS
 from .retries import install_paced_retries
 
@@ -164,6 +165,7 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
     )
     client = session.client("s3", endpoint_url=url, config=config)
     install_paced_retries(client, retries)
+    install_fast_listing(client, parse_timestamp)
     return client
 
 
