@@ -153,16 +153,21 @@ def attrs_from_head(
 
 
 def attrs_from_listing(entry: Mapping[str, Any], default_uid: int, default_gid: int) -> ObjectAttrs:
-    """Attributes from a ListObjectsV2 ``Contents`` entry: size and date, no s3fs headers."""
-    attrs = attrs_from_head(
-        entry["Key"],
-        {"ContentLength": entry.get("Size", 0), "LastModified": entry.get("LastModified"),
-         "ETag": entry.get("ETag")},
-        default_uid,
-        default_gid,
+    """Attributes from a ListObjectsV2 ``Contents`` entry: size and date, no s3fs headers.
+
+    What :func:`attrs_from_head` gives for an object without metadata or content type, built
+    directly: a listing holds a thousand of them.
+    """
+    is_dir = entry["Key"].endswith("/")
+    mtime = _datetime_ns(entry.get("LastModified"))
+    return ObjectAttrs(
+        mode=DEFAULT_DIR_MODE if is_dir else DEFAULT_FILE_MODE,
+        size=0 if is_dir else int(entry.get("Size") or 0),
+        uid=default_uid, gid=default_gid,
+        mtime_ns=mtime, ctime_ns=mtime, atime_ns=mtime,
+        etag=entry.get("ETag"),
+        from_listing=True,
     )
-    attrs.from_listing = True
-    return attrs
 
 
 def with_headers_of(attrs: ObjectAttrs, full: ObjectAttrs) -> None:

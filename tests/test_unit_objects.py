@@ -252,6 +252,18 @@ def test_attrs_from_listing():
     assert d.is_dir
 
 
+def test_attrs_from_listing_is_a_head_without_headers():
+    for entry in ({"Key": "a/b.bin", "Size": 77, "LastModified": LAST_MODIFIED, "ETag": '"e"'},
+                  {"Key": "a/", "Size": 0, "LastModified": LAST_MODIFIED, "ETag": '"d"'},
+                  {"Key": "a/dir-with-data/", "Size": 5, "LastModified": LAST_MODIFIED},
+                  {"Key": "empty", "Size": 0}):
+        head = {"ContentLength": entry["Size"], "LastModified": entry.get("LastModified"),
+                "ETag": entry.get("ETag")}
+        expected = objects.attrs_from_head(entry["Key"], head, UID, GID)
+        expected.from_listing = True
+        assert objects.attrs_from_listing(entry, UID, GID) == expected, entry
+
+
 def test_implicit_dir_attrs():
     a = objects.implicit_dir_attrs(UID, GID, 123)
     assert a.is_dir and a.mode == stat.S_IFDIR | 0o750
