@@ -282,6 +282,7 @@ class Mount:
             self.operations.files.start(uploads, self.journal)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self.operations.tree.background = nursery
                 self._token = trio.lowlevel.current_trio_token()
                 if self._pending_stop is not None:
                     self.begin_stop(self._pending_stop)
@@ -289,6 +290,7 @@ class Mount:
                 nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
+            self.operations.tree.background = None
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
             if not self.unsaved and not self.giving_up:
                 timeout = self.spec.stop_timeout

@@ -25,6 +25,7 @@ from .store import Store, StoreError
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+MAX_PAGES = 64  # subtree pages kept for a listing to come (each up to 1,000 keys)
 
 
 def join(parent: str, name: str) -> str:
@@ -66,6 +67,28 @@ def split_subtree(prefix: str, objs: list[dict]) -> dict[str, tuple[list[dict], 
     return listings
 
 
+def _forget(path: str, attrs: ObjectAttrs | None) -> None:
+    """What :meth:`Tree.remember` becomes for attributes that may be older than a change."""
+
+
+class SharedPage:
+    """One subtree page (ListObjectsV2 without delimiter), for every caller that asks for it
+    while it is in flight or kept; ``generation`` is the tree's when it was asked for."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.done = trio.Event()
+        self.result: tuple[list[dict], bool] | None = None
+        self.error: StoreError | None = None
+
+    async def wait(self) -> tuple[list[dict], bool]:
+        await self.done.wait()
+        if self.error is not None:
+            raise StoreError(self.error.errno, str(self.error), self.error.code)
+        assert self.result is not None
+        return self.result
+
+
 def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
     """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
     return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
@@ -105,6 +128,9 @@ class Tree:
         else:
             self.stat_cache = cachetools.Cache(maxsize=0)
         self.pending: dict[str, ObjectAttrs] = {}
+        self.pages: cachetools.Cache = _expiring(min(max_listings, MAX_PAGES), listing_expire)
+        self.generation = 0
+        self.background: trio.Nursery | None = None
 
     # -- caches ---------------------------------------------------------------------------
 
@@ -115,6 +141,7 @@ class Tree:
             pass
 
     def invalidate(self, path: str, subtree: bool = False) -> None:
+        self.generation += 1
         self.stat_cache.pop(path, None)
         self.listings.pop(parent_of(path), None)
         if subtree:
@@ -125,6 +152,7 @@ class Tree:
 
     def created(self, path: str) -> None:
         """``path`` now exists (made through this mount): its directory's listings say so."""
+        self.generation += 1
         self.listings.pop(parent_of(path), None)
         names = self.listed.get(parent_of(path))
         if names is not None:
@@ -132,6 +160,7 @@ class Tree:
 
     def removed(self, path: str) -> None:
         """``path`` no longer exists (removed through this mount)."""
+        self.generation += 1
         self.listings.pop(parent_of(path), None)
         names = self.listed.get(parent_of(path))
         if names is not None:
@@ -171,26 +200,79 @@ class Tree:
         return attrs
 
     async def _fetch(self, path: str) -> ObjectAttrs | None:
+        """Ask the store what ``path`` is: a file object, a ``dir/`` marker, or keys under it
+        (an implicit directory), with the three requests at once, as s3fs asks.
+
+        The third is the first page of ``path/``'s subtree, the one a listing of ``path``
+        starts with: when ``path`` turns out to be a directory, the ``readdir`` that usually
+        follows finds it fetched (or on its way), and ``ls -l dir`` costs one round trip fewer.
+        The lookup waits for that page only when neither HEAD found an object; otherwise it
+        finishes in the background nursery, and the page is kept (``pages``) until a listing
+        uses it.
+        """
         key = self.store.key(path)
         results: dict[str, object] = {}
 
         async def run(name: str, fn: Callable, *args: object) -> None:
             results[name] = await fn(*args)
 
+        page, fetch = self._page_entry(path)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "file", self.store.head, key)
             nursery.start_soon(run, "marker", self.store.head, key + "/")
-            nursery.start_soon(run, "children", self.store.list_dir, key + "/", 1)
+            if fetch:
+                if self.background is not None and path in self.pages:
+                    self.background.start_soon(self._fill_page_quietly, path, page)
+                else:
+                    nursery.start_soon(self._fill_page, path, page)
         file_head = results["file"]
         if file_head is not None:
             return objects.attrs_from_head(key, file_head, self.default_uid, self.default_gid)
         marker = results["marker"]
         if marker is not None:
             return objects.attrs_from_head(key + "/", marker, self.default_uid, self.default_gid)
-        contents, prefixes = results["children"]  # type: ignore[misc]
-        if contents or prefixes:
+        below, _ = await page.wait()
+        if below:
             return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
         return None
+
+    def _page_entry(self, path: str) -> tuple[SharedPage, bool]:
+        """The subtree page of ``path`` asked for in this generation, or a new one (and True:
+        the caller must fill it with :meth:`_fill_page`)."""
+        page = self.pages.get(path)
+        if page is not None and page.generation == self.generation and page.error is None:
+            return page, False
+        page = SharedPage(self.generation)
+        try:
+            self.pages[path] = page
+        except ValueError:  # a zero-size cache (listing_expire 0): not shared
+            pass
+        return page, True
+
+    async def _fill_page(self, path: str, page: SharedPage) -> None:
+        try:
+            page.result = await self.store.list_subtree_page(self._dir_prefix(path))
+        except StoreError as exc:
+            page.error = exc
+            raise
+        except BaseException:  # cancelled: whoever waits must not wait forever
+            page.error = StoreError(errno.EIO, f"LIST {path}/: interrupted")
+            raise
+        finally:
+            page.done.set()
+
+    async def _fill_page_quietly(self, path: str, page: SharedPage) -> None:
+        """:meth:`_fill_page` in the background: a failure is for whoever waits on the page."""
+        try:
+            await self._fill_page(path, page)
+        except StoreError as exc:
+            log.debug("subtree page of %r: %s", path, exc)
+
+    async def _subtree_page(self, path: str) -> tuple[list[dict], bool]:
+        page, fetch = self._page_entry(path)
+        if fetch:
+            await self._fill_page(path, page)
+        return await page.wait()
 
     async def _fetch_listed(self, path: str) -> ObjectAttrs | None:
         key = self.store.key(path)
@@ -220,7 +302,11 @@ class Tree:
         size and date are enough.
         """
         prefix = self._dir_prefix(path)
+        generation = self.generation
         contents, prefixes = await self._listing(path)
+        # A change made here while the listing was asked for: show it, but cache nothing
+        # from a listing that may predate it.
+        remember = self.remember if self.generation == generation else _forget
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
@@ -231,7 +317,8 @@ class Tree:
         for pending_path in self.pending:
             if parent_of(pending_path) == path:
                 files.setdefault(name_of(pending_path), {})
-        self._remember_names(path, set(files) | dirs)
+        if self.generation == generation:
+            self._remember_names(path, set(files) | dirs)
 
         entries: dict[str, ObjectAttrs] = {}
         to_head: list[tuple[str, bool]] = []
@@ -253,12 +340,14 @@ class Tree:
                     attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
                 else:
                     continue
-                self.remember(join(path, name), attrs)
+                remember(join(path, name), attrs)
                 entries[name] = attrs
             return sorted(entries.items())
 
         keys = {name: self.store.key(join(path, name), directory=is_dir) for name, is_dir in to_head}
         heads = await self.store.head_many(list(keys.values()))
+        if self.generation != generation:
+            remember = _forget
         for name, is_dir in to_head:
             head = heads[keys[name]]
             if head is not None:
@@ -269,7 +358,7 @@ class Tree:
                 attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
             else:
                 continue
-            self.remember(join(path, name), attrs)
+            remember(join(path, name), attrs)
             entries[name] = attrs
         return sorted(entries.items())
 
@@ -286,8 +375,11 @@ class Tree:
         listing = self.listings.get(path)
         if listing is not None:
             return listing
+        generation = self.generation
         prefix = self._dir_prefix(path)
-        page, truncated = await self.store.list_subtree_page(prefix)
+        page, truncated = await self._subtree_page(path)
+        self.pages.pop(path, None)  # used; the listing is cached instead
+        cache = self.generation == generation  # else a change came since: use it, keep nothing
         last = page[-1]["Key"] if page else ""
         below = split_subtree(prefix, page)
         contents, prefixes = below.pop(prefix)
@@ -296,7 +388,7 @@ class Tree:
             # page when the page's last key sorts after all of its keys.
             whole = not truncated or (last > sub_prefix and not last.startswith(sub_prefix))
             sub_path = sub_prefix[len(prefix):-1]
-            if whole and all(is_entry_name(part) for part in sub_path.split("/")):
+            if cache and whole and all(is_entry_name(part) for part in sub_path.split("/")):
                 self._keep_listing(join(path, sub_path), sub_listing)
         if truncated:
             try:
@@ -308,7 +400,8 @@ class Tree:
             seen = {obj["Key"] for obj in contents}
             contents = contents + [obj for obj in more if obj["Key"] not in seen]
             prefixes = sorted(set(prefixes) | set(more_prefixes))
-        self._keep_listing(path, (contents, prefixes))
+        if cache and self.generation == generation:
+            self._keep_listing(path, (contents, prefixes))
         return contents, prefixes
 
     def _keep_listing(self, path: str, listing: tuple[list[dict], list[str]]) -> None:

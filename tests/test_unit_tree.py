@@ -596,3 +596,78 @@ def test_names_missing_from_a_recent_listing_are_absent_without_requests(client,
     time.sleep(0.6)
     assert run(tree.stat, "ng/other") is not None  # then asked for
     assert run(tree.stat, "ng/a") is not None
+
+
+# -- a lookup's subtree page --------------------------------------------------------------------
+
+async def in_background(tree, fn, *args):
+    """``fn`` with the tree's background nursery open, as the mount runs lookups."""
+    async with trio.open_nursery() as nursery:
+        tree.background = nursery
+        try:
+            return await fn(*args)
+        finally:
+            tree.background = None
+
+
+def test_a_lookup_fetches_the_page_the_listing_then_uses(client, store):
+    for key in ["m/", "m/a", "m/sub/b", "implicit/c", "implicit/d/e"]:
+        put(client, key, b"k")
+    tree = Tree(store, UID, GID, listing_expire=60, fast_list=True)
+    calls = count_listings(store)
+
+    async def lookup_then_list(path):
+        assert (await tree.stat(path)).is_dir
+        return [n for n, _ in await tree.listdir(path)]
+    assert run(in_background, tree, lookup_then_list, "m") == ["a", "sub"]  # a marker dir
+    assert run(in_background, tree, lookup_then_list, "implicit") == ["c", "d"]  # no marker
+    assert [n for n, _ in run(tree.listdir, "m/sub")] == ["b"]  # covered by m's page
+    assert calls == ["m/", "implicit/"]
+    assert run(tree.stat, "m/a").size == 1 and run(tree.stat, "nothing") is None
+    assert calls == ["m/", "implicit/", "nothing/"]
+
+
+def test_a_failed_background_page_is_asked_for_again(client, store, monkeypatch):
+    put(client, "fp/", b"")
+    put(client, "fp/a", b"1")
+    tree = Tree(store, UID, GID, listing_expire=60)
+    real = store.list_subtree_page
+    failures = []
+
+    async def failing_once(prefix):
+        if not failures:
+            failures.append(prefix)
+            raise StoreError(errno.EIO, "LIST fp/: InternalError")
+        return await real(prefix)
+    monkeypatch.setattr(store, "list_subtree_page", failing_once)
+    assert run(in_background, tree, tree.stat, "fp").is_dir  # the marker answers
+    assert failures == ["fp/"]
+    assert [n for n, _ in run(tree.listdir, "fp")] == ["a"]
+
+
+def test_a_change_during_a_listing_is_shown_and_the_listing_not_cached(client, store):
+    for key in ["g/a", "g/b"]:
+        put(client, key, b"k")
+    tree = Tree(store, UID, GID, stat_cache_expire=60, listing_expire=60, fast_list=True)
+    calls = count_listings(store)
+    counted = store.list_subtree_page
+    fetched, release = trio.Event(), trio.Event()
+
+    async def slow(prefix):
+        result = await counted(prefix)
+        fetched.set()
+        await release.wait()
+        return result
+    store.list_subtree_page = slow
+
+    async def scenario():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tree.listdir, "g")
+            await fetched.wait()  # the listing holds "a"; now it is removed here
+            await tree.remove_file("g/a")
+            release.set()
+        store.list_subtree_page = counted
+        return [n for n, _ in await tree.listdir("g")]
+    assert run(scenario) == ["b"]
+    assert calls == ["g/", "g/"]  # the first listing predates the removal: not kept
+    assert run(tree.stat, "g/a") is None
