@@ -201,7 +201,7 @@ class Tree:
 
     async def _fetch(self, path: str) -> ObjectAttrs | None:
         """Ask the store what ``path`` is: a file object, a ``dir/`` marker, or keys under it
-        (an implicit directory), with the three requests at once, as s3fs asks.
+        (an implicit directory): s3fs's three questions, asked at once.
 
         The third is the first page of ``path/``'s subtree, the one a listing of ``path``
         starts with: when ``path`` turns out to be a directory, the ``readdir`` that usually
