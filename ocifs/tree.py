@@ -208,7 +208,7 @@ class Tree:
         follows finds it fetched (or on its way), and ``ls -l dir`` costs one round trip fewer.
         The lookup waits for that page only when neither HEAD found an object; otherwise it
         finishes in the background nursery, and the page is kept (``pages``) until a listing
-        uses it.
+        uses it.  Where nothing can be kept (``listing_expire`` 0), one key is asked for.
         """
         key = self.store.key(path)
         results: dict[str, object] = {}
@@ -216,23 +216,31 @@ class Tree:
         async def run(name: str, fn: Callable, *args: object) -> None:
             results[name] = await fn(*args)
 
-        page, fetch = self._page_entry(path)
+        page: SharedPage | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "file", self.store.head, key)
             nursery.start_soon(run, "marker", self.store.head, key + "/")
-            if fetch:
-                if self.background is not None and path in self.pages:
+            if self.pages.maxsize:
+                page, fetch = self._page_entry(path)
+                if fetch and self.background is not None:
                     self.background.start_soon(self._fill_page_quietly, path, page)
-                else:
+                elif fetch:
                     nursery.start_soon(self._fill_page, path, page)
+            else:  # nothing is kept (listing_expire 0): one key answers the question
+                nursery.start_soon(run, "children", self.store.list_dir, key + "/", 1)
         file_head = results["file"]
         if file_head is not None:
             return objects.attrs_from_head(key, file_head, self.default_uid, self.default_gid)
         marker = results["marker"]
         if marker is not None:
             return objects.attrs_from_head(key + "/", marker, self.default_uid, self.default_gid)
-        below, _ = await page.wait()
-        if below:
+        if page is not None:
+            below, _ = await page.wait()
+            has_children = bool(below)
+        else:
+            contents, prefixes = results["children"]  # type: ignore[misc]
+            has_children = bool(contents or prefixes)
+        if has_children:
             return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
         return None
 

@@ -671,3 +671,24 @@ def test_a_change_during_a_listing_is_shown_and_the_listing_not_cached(client, s
     assert run(scenario) == ["b"]
     assert calls == ["g/", "g/"]  # the first listing predates the removal: not kept
     assert run(tree.stat, "g/a") is None
+
+
+def test_without_a_listing_cache_a_lookup_asks_for_one_key(client, store, monkeypatch):
+    put(client, "one/a", b"1")
+    put(client, "one/b", b"2")
+    tree = Tree(store, UID, GID, stat_cache_expire=0, listing_expire=0)
+    asked = []
+    real_page, real_dir = store.list_subtree_page, store.list_dir
+
+    async def page(prefix):
+        asked.append(("page", prefix))
+        return await real_page(prefix)
+
+    async def listing(prefix, max_keys=None, start_after=None):
+        asked.append(("list", prefix, max_keys))
+        return await real_dir(prefix, max_keys, start_after)
+    monkeypatch.setattr(store, "list_subtree_page", page)
+    monkeypatch.setattr(store, "list_dir", listing)
+    assert run(in_background, tree, tree.stat, "one").is_dir  # implicit: found by one key
+    assert run(in_background, tree, tree.stat, "one/a").size == 1
+    assert asked == [("list", "one/", 1), ("list", "one/a/", 1)]
