@@ -140,7 +140,8 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
     Path-style addressing when asked, SigV4 with the given region, checksums only when an
     operation requires one (OCI rejects botocore's default CRC32 and aws-chunked bodies),
     and retries as :mod:`ocifs.retries` paces them (5xx, 409, 429 and throttling codes,
-    timeouts, connection errors).
+    timeouts, connection errors).  Timestamps take :func:`parse_timestamp`'s fast paths, and
+    listings :mod:`ocifs.listparse`'s compiled parse.
     """
     config = Config(
         region_name=region,
