@@ -67,10 +67,6 @@ def split_subtree(prefix: str, objs: list[dict]) -> dict[str, tuple[list[dict], 
     return listings
 
 
-def _forget(path: str, attrs: ObjectAttrs | None) -> None:
-    """What :meth:`Tree.remember` becomes for attributes that may be older than a change."""
-
-
 class SharedPage:
     """One subtree page (ListObjectsV2 without delimiter), for every caller that asks for it
     while it is in flight or kept; ``generation`` is the tree's when it was asked for."""
@@ -314,7 +310,7 @@ class Tree:
         contents, prefixes = await self._listing(path)
         # A change made here while the listing was asked for: show it, but cache nothing
         # from a listing that may predate it.
-        remember = self.remember if self.generation == generation else _forget
+        fresh = self.generation == generation
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
@@ -325,7 +321,7 @@ class Tree:
         for pending_path in self.pending:
             if parent_of(pending_path) == path:
                 files.setdefault(name_of(pending_path), {})
-        if self.generation == generation:
+        if fresh:
             self._remember_names(path, set(files) | dirs)
 
         entries: dict[str, ObjectAttrs] = {}
@@ -348,14 +344,14 @@ class Tree:
                     attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
                 else:
                     continue
-                remember(join(path, name), attrs)
+                if fresh:
+                    self.remember(join(path, name), attrs)
                 entries[name] = attrs
             return sorted(entries.items())
 
         keys = {name: self.store.key(join(path, name), directory=is_dir) for name, is_dir in to_head}
         heads = await self.store.head_many(list(keys.values()))
-        if self.generation != generation:
-            remember = _forget
+        fresh = self.generation == generation
         for name, is_dir in to_head:
             head = heads[keys[name]]
             if head is not None:
@@ -366,7 +362,8 @@ class Tree:
                 attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
             else:
                 continue
-            remember(join(path, name), attrs)
+            if fresh:
+                self.remember(join(path, name), attrs)
             entries[name] = attrs
         return sorted(entries.items())
 
@@ -408,7 +405,7 @@ class Tree:
             seen = {obj["Key"] for obj in contents}
             contents = contents + [obj for obj in more if obj["Key"] not in seen]
             prefixes = sorted(set(prefixes) | set(more_prefixes))
-        if cache and self.generation == generation:
+        if self.generation == generation:  # also no change while the rest was listed
             self._keep_listing(path, (contents, prefixes))
         return contents, prefixes
 
