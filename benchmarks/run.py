@@ -158,7 +158,7 @@ def describe_versions(server_kind: str) -> dict:
                 "boto3": boto3.__version__}
     if server_kind == "seaweedfs":
         with contextlib.suppress(Exception):
-            from ocifs.localserver import find_weed
+            from ocifs.run.localserver import find_weed
 
             versions["seaweedfs"] = _version([str(find_weed()), "version"])
     return versions
@@ -223,7 +223,7 @@ def run_suite(args: argparse.Namespace) -> Path:
                 raise SystemExit("bench: --server url needs --endpoint-url, --access-key, --secret-key")
             direct = Endpoint(args.endpoint_url, args.access_key, args.secret_key, args.region)
         else:
-            from ocifs.localserver import LocalS3Server
+            from ocifs.run.localserver import LocalS3Server
 
             log(args, f"starting a local {args.server} S3 server")
             server = LocalS3Server(kind=args.server, data_dir=scratch_root / "server-data"

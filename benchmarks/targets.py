@@ -32,7 +32,7 @@ ONLY_WORKLOADS = {"ocifs-fl": ("ls_l", "find_tree")}
 TARGET_OPTIONS = {"ocifs-fl": ["fast_list"]}
 REGION = "us-east-1"
 
-# What ocifs uses by default (ocifs/options.py): the boto3 target copies it.
+# What ocifs uses by default (ocifs/run/options.py): the boto3 target copies it.
 OCIFS_MULTIPART_THRESHOLD = 25 * MiB
 OCIFS_MULTIPART_SIZE = 10 * MiB
 OCIFS_PARALLEL = 5
@@ -230,7 +230,7 @@ class OcifsTarget(Target):
 
     def _find_pids(self) -> list[int]:
         try:
-            from ocifs.mount import pidfile_path
+            from ocifs.run.mount import pidfile_path
 
             pid = int(pidfile_path(str(self.mountpoint)).read_text())
             if _pid_alive(pid):

@@ -144,7 +144,7 @@ if [ -z "${AWS_S3_URL:-}" ]; then
     say "starting SeaweedFS on 127.0.0.1"
     "$PYTHON" - "$WORK/server.env" <<'EOF' &
 import signal, sys, time
-from ocifs.localserver import LocalS3Server
+from ocifs.run.localserver import LocalS3Server
 server = LocalS3Server(kind="seaweedfs").start()
 server.create_bucket("redis-e2e")
 with open(sys.argv[1] + ".tmp", "w") as out:

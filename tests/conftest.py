@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ocifs.localserver import LocalS3Server
+from ocifs.run.localserver import LocalS3Server
 from mounting import OcifsMount, is_mounted, unique_bucket
 from oci_proxy import ProxiedServer
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from moto import mock_aws
 
-from ocifs.credentials import Credentials
-from ocifs.store import make_client
+from ocifs.s3.credentials import Credentials
+from ocifs.s3.client import make_client
 
 URL = "https://s3.amazonaws.com"
 

@@ -24,7 +24,7 @@ import pytest
 
 from conftest import require_tool
 from mounting import OCIFS, OcifsMount, is_mounted, unique_bucket
-from ocifs import container
+from ocifs.run import container
 from test_redis import RedisProcess, bucket_object
 
 ENTRYPOINT = [*OCIFS, "container"]

@@ -1,4 +1,4 @@
-"""The data cache (ocifs/datacache.py): ranges kept locally, ETag revalidation, disk bounds,
+"""The data cache (ocifs/data/datacache.py): ranges kept locally, ETag revalidation, disk bounds,
 persistence across mounts with ``use_cache``; in units and through real mounts."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from mounting import unique_bucket
-from ocifs.datacache import BLOCK, DataCache, RangeSet
-from ocifs.prefetch import ObjectChanged, Prefetcher
+from ocifs.data.datacache import BLOCK, DataCache, RangeSet
+from ocifs.data.prefetch import ObjectChanged, Prefetcher
 from test_read_path import FakeStore, run_with_prefetcher
 
 MiB = 1024 * 1024
@@ -214,7 +214,7 @@ def test_cache_on_a_small_disk_stays_bounded_and_gives_way_to_writes(moto_server
 
 
 def test_read_ahead_is_raised_for_the_mount(mounted):
-    from ocifs.readahead import device_of
+    from ocifs.data.readahead import device_of
     device = device_of(str(Path(mounted.mountpoint).resolve()), "/proc/self/mountinfo")
     assert device is not None
     deadline = time.monotonic() + 10

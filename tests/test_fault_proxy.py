@@ -11,8 +11,8 @@ import pytest
 
 from fault_proxy import FaultyServer, operation
 from mounting import unique_bucket
-from ocifs.credentials import Credentials
-from ocifs.store import make_client
+from ocifs.s3.credentials import Credentials
+from ocifs.s3.client import make_client
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for ocifs.localserver: the embedded S3 server used by `ocifs demo` and the test suite."""
+"""Tests for ocifs.run.localserver: the embedded S3 server used by `ocifs demo` and the test suite."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from ocifs.localserver import LocalS3Server, find_weed
+from ocifs.run.localserver import LocalS3Server, find_weed
 
 
 @pytest.fixture(scope="module")

@@ -142,7 +142,7 @@ def test_use_cache_and_ensure_diskfree(moto_server, bucket, public_dir):
     cache.mkdir()
     options = [f"use_cache={cache}"]
     with mount_with(moto_server, bucket, public_dir, options) as mount:
-        from ocifs.mount import pidfile_path
+        from ocifs.run.mount import pidfile_path
         pid = int(pidfile_path(str(mount.mountpoint)).read_text())
         with open(mount.mountpoint / "staged.bin", "wb") as f:
             f.write(b"s")
@@ -173,7 +173,7 @@ def test_dbg_level_logs_one_line_per_operation(moto_server, bucket, public_dir):
 
 
 def test_sighup_reopens_the_log_after_rotation(moto_server, bucket, public_dir):
-    from ocifs.mount import pidfile_path
+    from ocifs.run.mount import pidfile_path
     mount = OcifsMount(moto_server, bucket, public_dir / "hup", ["dbglevel=info"], passwd_dir=public_dir)
     with mount:
         pid = int(pidfile_path(str(mount.mountpoint)).read_text())

@@ -24,8 +24,8 @@ from botocore.config import Config
 
 from mounting import unique_bucket
 from oci_proxy import OciProxy, ProxiedServer
-from ocifs.credentials import Credentials
-from ocifs.store import make_client
+from ocifs.s3.credentials import Credentials
+from ocifs.s3.client import make_client
 
 MiB = 1024 * 1024
 REGION = "us-east-1"

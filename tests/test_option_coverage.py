@@ -14,10 +14,10 @@ import time
 import pytest
 
 from mounting import OcifsMount, unique_bucket
-from ocifs.credentials import Credentials
-from ocifs.mount import MountSpec, build_store
-from ocifs.options import parse_options
-from ocifs.store import MiB
+from ocifs.s3.credentials import Credentials
+from ocifs.run.mount import MountSpec, build_store
+from ocifs.run.options import parse_options
+from ocifs.units import MiB
 
 
 def store_for(option_string: str):
@@ -164,7 +164,7 @@ def test_profile_from_aws_credentials_file(seaweed_server, tmp_path):
 
 
 def test_help_lists_every_option_with_its_default():
-    from ocifs.options import NO_EFFECT, MountOptions
+    from ocifs.run.options import NO_EFFECT, MountOptions
     result = subprocess.run([sys.executable, "-m", "ocifs", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     for field in MountOptions.specs():
@@ -177,7 +177,7 @@ def test_help_lists_every_option_with_its_default():
 
 def test_readme_table_names_every_option():
     from pathlib import Path
-    from ocifs.options import MountOptions
+    from ocifs.run.options import MountOptions
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for field in MountOptions.specs():
         assert f"`{field.name}`" in readme, field.name

@@ -1,6 +1,6 @@
 """The read path: prefetch for sequential readers, small ranges for random ones, caches.
 
-First the prefetcher alone (ocifs.prefetch with a fake store: no server, no kernel), then
+First the prefetcher alone (ocifs.data.prefetch with a fake store: no server, no kernel), then
 through real mounts: byte-exact sequential and random reads of objects written with boto3,
 the mount's memory bounded while a big file is read, and a change made by another client (or
 another mount) seen once ``stat_cache_expire`` (plus the kernel's own cache) has passed.
@@ -18,11 +18,11 @@ import pytest
 import trio
 
 from mounting import unique_bucket
-from ocifs import prefetch
-from ocifs.fs import KERNEL_CACHE_MAX, kernel_timeout
-from ocifs.mount import pidfile_path
-from ocifs.prefetch import CHUNK, Prefetcher
-from ocifs.store import StoreError
+from ocifs.data import prefetch
+from ocifs.fuse.operations import KERNEL_CACHE_MAX, kernel_timeout
+from ocifs.run.mount import pidfile_path
+from ocifs.data.prefetch import CHUNK, Prefetcher
+from ocifs.s3.errors import StoreError
 
 MiB = 1024 * 1024
 

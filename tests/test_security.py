@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from mounting import OCIFS, OcifsMount, is_mounted, unique_bucket, write_passwd
-from ocifs.mount import pidfile_path
+from ocifs.run.mount import pidfile_path
 from test_nonroot import as_user, user_home  # noqa: F401 (fixture)
 
 
@@ -166,7 +166,7 @@ def test_recovery_copies_and_journals_are_private(tmp_path):
     """A failed upload's data is copied to ``recovery/``: 0600 files in a 0700 directory,
     whatever the umask, and an existing directory is tightened (they were 0644 in 0755: any
     local user could read the data of a file the mount had kept private)."""
-    from ocifs.journal import UploadJournal
+    from ocifs.upload.journal import UploadJournal
 
     (tmp_path / "state" / "recovery").mkdir(parents=True, mode=0o755)
     (tmp_path / "data").write_bytes(b"private data")

@@ -1,4 +1,4 @@
-"""Credential sources and their checks (ocifs.credentials)."""
+"""Credential sources and their checks (ocifs.s3.credentials)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ocifs import credentials
-from ocifs.credentials import CredentialError, Credentials, find_credentials, read_passwd_file
+from ocifs.s3 import credentials
+from ocifs.s3.credentials import CredentialError, Credentials, find_credentials, read_passwd_file
 
 SECRET = "Sup3rS3cretValue/xyz+123"
 SECRET2 = "AnotherSecretValue/456"

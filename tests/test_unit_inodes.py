@@ -1,10 +1,10 @@
-"""Inode <-> path table with kernel lookup counts (ocifs.inodes)."""
+"""Inode <-> path table with kernel lookup counts (ocifs.meta.inodes)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ocifs.inodes import ROOT_INODE, InodeTable
+from ocifs.meta.inodes import ROOT_INODE, InodeTable
 
 
 def test_root():

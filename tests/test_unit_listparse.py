@@ -1,4 +1,4 @@
-"""The compiled ListObjectsV2 parse (ocifs.listparse) returns exactly what botocore's does."""
+"""The compiled ListObjectsV2 parse (ocifs.s3.listparse) returns exactly what botocore's does."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from xml.etree import ElementTree
 from botocore.parsers import ResponseParserFactory
 
 from mock_s3 import aws, client  # noqa: F401 (fixtures)
-from ocifs.listparse import OPERATION, compile_shape, install_fast_listing
-from ocifs.store import parse_timestamp
+from ocifs.s3.listparse import OPERATION, compile_shape, install_fast_listing
+from ocifs.s3.client import parse_timestamp
 
 BUCKET = "ocifs-unit-listparse"
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"

@@ -1,4 +1,4 @@
-"""s3fs object format <-> attributes (ocifs.objects), without any store."""
+"""s3fs object format <-> attributes (ocifs.meta.objects), without any store."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from ocifs import objects
-from ocifs.objects import ObjectAttrs, attrs_from_head, content_type_for, metadata_for
+from ocifs.meta import objects
+from ocifs.meta.objects import ObjectAttrs, attrs_from_head, content_type_for, metadata_for
 
 UID, GID = 1234, 5678
 LAST_MODIFIED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)

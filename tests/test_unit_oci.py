@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ocifs import oci
-from ocifs.options import OptionError, parse_options
+from ocifs.s3 import oci
+from ocifs.run.options import OptionError, parse_options
 
 
 def test_namespace_and_region_build_the_compat_endpoint():

@@ -1,4 +1,4 @@
-"""The -o option table (ocifs.options)."""
+"""The -o option table (ocifs.run.options)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from ocifs.options import (FSTAB_WORDS, NO_EFFECT, MountOptions, OptionError, options_help,
+from ocifs.run.options import (FSTAB_WORDS, NO_EFFECT, MountOptions, OptionError, options_help,
                            parse_options)
 
 

@@ -1,10 +1,10 @@
-"""The part layout of multipart uploads (ocifs.parts): sizes grow so 10,000 parts always do."""
+"""The part layout of multipart uploads (ocifs.upload.parts): sizes grow so 10,000 parts always do."""
 
 from __future__ import annotations
 
 import pytest
 
-from ocifs.parts import MAX_PART, MAX_PARTS, MiB, PartLayout
+from ocifs.upload.parts import MAX_PART, MAX_PARTS, MiB, PartLayout
 
 
 def test_first_thousand_parts_have_the_configured_size():

@@ -11,9 +11,9 @@ import time
 import botocore.exceptions
 import pytest
 
-from ocifs import retries
-from ocifs.credentials import Credentials
-from ocifs.store import make_client
+from ocifs.s3 import retries
+from ocifs.s3.credentials import Credentials
+from ocifs.s3.client import make_client
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The boto3 store driven from trio (ocifs.store), against moto's in-process mock."""
+"""The boto3 store driven from trio (ocifs.s3.store), against moto's in-process mock."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ import trio
 from moto import mock_aws
 
 from mock_s3 import URL, aws, client, client_for  # noqa: F401 (fixtures)
-from ocifs.credentials import Credentials
-from ocifs.store import HEAD_THREADS, MiB, Store, StoreError, make_client, parse_timestamp, to_store_error
+from ocifs.s3.credentials import Credentials
+from ocifs.s3.errors import StoreError, to_store_error
+from ocifs.s3.client import HEAD_THREADS, make_client, parse_timestamp
+from ocifs.units import MiB
+from ocifs.s3.store import Store
+from ocifs.upload.journal import UploadJournal
+from ocifs.upload.multipart import Multipart
 
 BUCKET = "ocifs-unit-store"
 @pytest.fixture
@@ -84,10 +89,10 @@ def test_put_head_get(store):
         assert head["ContentType"] == "text/plain"
         assert head["Metadata"] == {"mode": "33188", "uid": "7"}
         assert await store.get_bytes("dir/f.txt") == b"0123456789"
-        assert await store.get_range("dir/f.txt", 2, 3) == b"234"
-        assert await store.get_range("dir/f.txt", 8, 100) == b"89"
-        assert await store.get_range("dir/f.txt", 0, 0) == b""
-        assert await store.get_range("dir/f.txt", 10, 5) == b""  # InvalidRange -> empty
+        assert await get_range(store, "dir/f.txt", 2, 3) == b"234"
+        assert await get_range(store, "dir/f.txt", 8, 100) == b"89"
+        assert await get_range(store, "dir/f.txt", 0, 0) == b""
+        assert await get_range(store, "dir/f.txt", 10, 5) == b""  # InvalidRange -> empty
     run(main)
 
 
@@ -239,12 +244,21 @@ def test_put_file_of_zero_bytes(client, store):
     assert client.get_object(Bucket=BUCKET, Key="up/empty")["Body"].read() == b""
 
 
+async def get_range(store, key, start, length):
+    return (await store.get_range_tagged(key, start, length))[0]
+
+
+def copier(store, journal=None):
+    """Server-side copies as the mount makes them (ocifs.upload.multipart)."""
+    return Multipart(store, journal or UploadJournal.in_memory())
+
+
 def test_copy_replaces_metadata(client, store):
     client.put_object(Bucket=BUCKET, Key="src", Body=b"payload", Metadata={"mode": "33188", "old": "x"},
                       ContentType="text/plain")
 
     async def main():
-        await store.copy("src", "dst", {"mode": "33261", "new": "y"}, "application/x-sh")
+        await copier(store).copy("src", "dst", {"mode": "33261", "new": "y"}, "application/x-sh")
         head = await store.head("dst")
         assert head["Metadata"] == {"mode": "33261", "new": "y"}
         assert head["ContentType"] == "application/x-sh"
@@ -252,7 +266,7 @@ def test_copy_replaces_metadata(client, store):
         # the source is untouched
         assert (await store.head("src"))["Metadata"] == {"mode": "33188", "old": "x"}
         # a self-copy changes metadata in place (chmod/chown on a file)
-        await store.copy("src", "src", {"mode": "33216"}, "text/plain")
+        await copier(store).copy("src", "src", {"mode": "33216"}, "text/plain")
         assert (await store.head("src"))["Metadata"] == {"mode": "33216"}
         assert await store.get_bytes("src") == b"payload"
     run(main)
@@ -274,21 +288,21 @@ class RecordingJournal:
 
 def test_multipart_copy_is_journaled_and_byte_exact(client):
     store = Store(client, BUCKET, copy_threshold=5 * MiB, copy_part_size=5 * MiB)
-    store.journal = RecordingJournal()
+    journal = RecordingJournal()
     data = os.urandom(12 * MiB + 3)
     client.put_object(Bucket=BUCKET, Key="big", Body=data)
-    run(store.copy, "big", "moved", {"mode": "33188"}, "application/octet-stream")
+    run(copier(store, journal).copy, "big", "moved", {"mode": "33188"}, "application/octet-stream")
     assert client.get_object(Bucket=BUCKET, Key="moved")["Body"].read() == data
     assert client.head_object(Bucket=BUCKET, Key="moved", PartNumber=1)["PartsCount"] == 3
     assert client.head_object(Bucket=BUCKET, Key="moved")["Metadata"] == {"mode": "33188"}
-    [(key, upload_id)] = store.journal.added
-    assert key == "moved" and store.journal.removed == [upload_id]
+    [(key, upload_id)] = journal.added
+    assert key == "moved" and journal.removed == [upload_id]
     assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
 def test_failed_multipart_copy_is_aborted(client, monkeypatch):
     store = Store(client, BUCKET, copy_threshold=5 * MiB, copy_part_size=5 * MiB)
-    store.journal = RecordingJournal()
+    journal = RecordingJournal()
     client.put_object(Bucket=BUCKET, Key="big", Body=os.urandom(11 * MiB))
     real = store.upload_part_copy
 
@@ -298,17 +312,17 @@ def test_failed_multipart_copy_is_aborted(client, monkeypatch):
         return await real(key, upload_id, part, *args)
     monkeypatch.setattr(store, "upload_part_copy", third_part_fails)
     with pytest.raises(StoreError) as info:
-        run(store.copy, "big", "moved", {}, "application/octet-stream")
+        run(copier(store, journal).copy, "big", "moved", {}, "application/octet-stream")
     assert info.value.errno == errno.EIO
     assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
-    assert store.journal.removed == [store.journal.added[0][1]]
+    assert journal.removed == [journal.added[0][1]]
     with pytest.raises(botocore.exceptions.ClientError):
         client.head_object(Bucket=BUCKET, Key="moved")
 
 
 def test_copy_missing_source_enoent(store):
     with pytest.raises(StoreError) as info:
-        run(store.copy, "nope", "dst", {}, "text/plain")
+        run(copier(store).copy, "nope", "dst", {}, "text/plain")
     assert info.value.errno == errno.ENOENT
 
 
@@ -457,7 +471,7 @@ def test_get_range_refuses_bytes_of_another_offset(answer):
     data = bytes(range(256)) * 64
     store = Store(_RangeIgnoringClient(data, answer), BUCKET)
     with pytest.raises(StoreError) as failure:
-        run(store.get_range, "k", 1000, 100)
+        run(get_range, store, "k", 1000, 100)
     assert failure.value.errno == errno.EIO
 
 
@@ -465,6 +479,6 @@ def test_get_range_accepts_exact_answers():
     data = bytes(range(256)) * 64
     exact = Store(_RangeIgnoringClient(data, lambda d, s, e: (d[s:e + 1], f"bytes {s}-{e}/{len(d)}")),
                   BUCKET)
-    assert run(exact.get_range, "k", 1000, 100) == data[1000:1100]
+    assert run(get_range, exact, "k", 1000, 100) == data[1000:1100]
     whole = Store(_RangeIgnoringClient(data, lambda d, s, e: (d, None)), BUCKET)
-    assert run(whole.get_range, "k", 0, 100) == data[:100]  # from 0, a 200 is still right
+    assert run(get_range, whole, "k", 0, 100) == data[:100]  # from 0, a 200 is still right

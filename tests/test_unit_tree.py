@@ -1,4 +1,4 @@
-"""The bucket as a tree of paths (ocifs.tree) over a Store on moto's in-process mock."""
+"""The bucket as a tree of paths (ocifs.meta.tree) over a Store on moto's in-process mock."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import time
 import pytest
 import trio
 
-from ocifs import objects
+from ocifs.meta import objects
 from mock_s3 import aws, client  # noqa: F401 (fixtures)
-from ocifs.objects import ObjectAttrs
-from ocifs.store import MiB, Store, StoreError
-from ocifs.tree import Tree, join, name_of, parent_of, split_subtree
+from ocifs.meta.objects import ObjectAttrs
+from ocifs.errors import FsError
+from ocifs.s3.errors import StoreError
+from ocifs.units import MiB
+from ocifs.s3.store import Store
+from ocifs.meta.tree import Tree, join, name_of, parent_of, split_subtree
 
 BUCKET = "ocifs-unit-tree"
 UID, GID = 4321, 8765
@@ -311,7 +314,7 @@ def test_rename_file_over_file(client, tree):
 def test_rename_file_over_dir_refused(client, tree):
     put(client, "f", b"1")
     put(client, "d/", ctype=DIR_CT)
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(FsError) as info:
         run(tree.rename, "f", "d", run(tree.stat, "f"))
     assert info.value.errno == errno.EISDIR
     assert exists(client, "f")
@@ -320,7 +323,7 @@ def test_rename_file_over_dir_refused(client, tree):
 def test_rename_dir_over_file_refused(client, tree):
     put(client, "d/", ctype=DIR_CT)
     put(client, "f", b"1")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(FsError) as info:
         run(tree.rename, "d", "f", run(tree.stat, "d"))
     assert info.value.errno == errno.ENOTDIR
 
@@ -329,7 +332,7 @@ def test_rename_dir_over_nonempty_dir_refused(client, tree):
     put(client, "a/", ctype=DIR_CT)
     put(client, "b/", ctype=DIR_CT)
     put(client, "b/x", b"1")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(FsError) as info:
         run(tree.rename, "a", "b", run(tree.stat, "a"))
     assert info.value.errno == errno.ENOTEMPTY
     assert exists(client, "a/") and exists(client, "b/x")
@@ -416,7 +419,7 @@ def test_mkdir_and_remove_dir(client, tree):
     assert head["ContentType"] == DIR_CT
     assert head["Metadata"]["mode"] == str(stat.S_IFDIR | 0o755)
     put(client, "nd/x", b"1")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(FsError) as info:
         run(tree.remove_dir, "nd", attrs)
     assert info.value.errno == errno.ENOTEMPTY
     client.delete_object(Bucket=BUCKET, Key="nd/x")

@@ -1,4 +1,4 @@
-"""Write-back of a staged file (ocifs.writeback) and the upload journal (ocifs.journal),
+"""Write-back of a staged file (ocifs.upload.writeback) and the upload journal (ocifs.upload.journal),
 driven directly against moto's in-process mock: no kernel, no mount."""
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import pytest
 import trio
 
 from mock_s3 import aws, client  # noqa: F401 (fixtures)
-from ocifs.journal import UploadJournal
-from ocifs.store import MiB, Store, StoreError
-from ocifs.writeback import FileWriteback, Target, Uploader
+from ocifs.upload.journal import UploadJournal
+from ocifs.upload.multipart import Multipart
+from ocifs.s3.errors import StoreError
+from ocifs.units import MiB
+from ocifs.s3.store import Store
+from ocifs.upload.writeback import FileWriteback, Target, Uploader
 
 BUCKET = "ocifs-unit-writeback"
 
@@ -49,8 +52,8 @@ def test_streamed_parts_then_finish(client, store, journal):
 
     async def main():
         async with trio.open_nursery() as nursery:
-            uploader = Uploader.for_store(store)
-            uploader.nursery, uploader.journal = nursery, journal
+            uploader = Uploader.for_store(store, Multipart(store, journal))
+            uploader.nursery = nursery
             with tempfile.TemporaryFile() as staged:
                 wb = FileWriteback(uploader, staged.fileno(), 0)
                 os.pwrite(staged.fileno(), data, 0)
@@ -76,7 +79,7 @@ def test_unchanged_ranges_are_copied_and_small_files_are_one_put(client, store):
     changed[6 * MiB:6 * MiB + 3] = b"new"
 
     async def main():
-        uploader = Uploader.for_store(store)
+        uploader = Uploader.for_store(store, Multipart(store, UploadJournal.in_memory()))
         with tempfile.TemporaryFile() as staged:
             os.pwrite(staged.fileno(), bytes(changed), 0)
             wb = FileWriteback(uploader, staged.fileno(), len(original))
@@ -96,7 +99,7 @@ def test_unchanged_ranges_are_copied_and_small_files_are_one_put(client, store):
 def test_zero_byte_file_is_a_plain_put(client, store):
     async def main():
         with tempfile.TemporaryFile() as staged:
-            await FileWriteback(Uploader.for_store(store), staged.fileno(), 0).finish(0, target("z"))
+            await FileWriteback(Uploader.for_store(store, Multipart(store, UploadJournal.in_memory())), staged.fileno(), 0).finish(0, target("z"))
     trio.run(main)
     assert client.head_object(Bucket=BUCKET, Key="z")["ContentLength"] == 0
 
@@ -105,13 +108,12 @@ def test_failure_aborts_and_keeps_a_recovery_copy(client, store, journal, tmp_pa
     data = os.urandom(11 * MiB)
 
     async def failing():
-        uploader = Uploader.for_store(store)
-        uploader.journal = journal
+        uploader = Uploader.for_store(store, Multipart(store, journal))
         with tempfile.TemporaryFile() as staged:
             os.pwrite(staged.fileno(), data, 0)
             wb = FileWriteback(uploader, staged.fileno(), 0)
             wb.changed(0, len(data))
-            wb.upload_id = await store.create_multipart("f.bin", {}, "x")
+            wb.upload_id = (await store.create_multipart("f.bin", {}, "x"))["UploadId"]
             wb.upload_key = "f.bin"
             journal.add("f.bin", wb.upload_id)
             await wb.fail("f.bin", StoreError(5, "simulated"))
@@ -148,10 +150,10 @@ def test_dirty_file_forgotten_by_the_kernel_is_uploaded_at_unmount(client, store
     then forgets the inode (at unmount it always does); uploading everything at unmount must
     still find the file's path (it raised KeyError and the mount process died, data lost)."""
     import stat
-    from ocifs.inodes import InodeTable
-    from ocifs.objects import ObjectAttrs
-    from ocifs.openfiles import OpenFiles
-    from ocifs.tree import Tree
+    from ocifs.meta.inodes import InodeTable
+    from ocifs.meta.objects import ObjectAttrs
+    from ocifs.data.openfiles import OpenFiles
+    from ocifs.meta.tree import Tree
 
     inodes = InodeTable()
     files = OpenFiles(Tree(store, default_uid=0, default_gid=0), inodes)

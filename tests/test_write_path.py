@@ -26,8 +26,8 @@ import pytest
 
 from conftest import require_tool
 from mounting import is_mounted, unique_bucket
-from ocifs.localserver import LocalS3Server
-from ocifs.mount import pidfile_path
+from ocifs.run.localserver import LocalS3Server
+from ocifs.run.mount import pidfile_path
 from test_redis import check_snapshot_in_bucket, start_redis, wait_bgsave  # noqa: F401 (fixture)
 
 MiB = 1024 * 1024

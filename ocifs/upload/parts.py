@@ -3,6 +3,7 @@
 S3 and OCI allow at most 10,000 parts of at most 5 GiB, and every part but the last must hold
 at least 5 MiB.  A file being written has no known final size, so the layout cannot be chosen
 from it; instead part sizes grow with the part number: parts 1..1000 are ``base`` bytes, parts
+from ocifs.units import MiB
 1001..2000 twice that, and so on (each tier doubles, capped at 5 GiB).  With the default
 10 MiB base, 10,000 parts hold about 10 TiB, and a file of up to 10 GB keeps its 10 MiB parts.
 The layout only depends on offsets, so a part keeps its byte range whatever is written later.
@@ -10,7 +11,8 @@ The layout only depends on offsets, so a part keeps its byte range whatever is w
 
 from __future__ import annotations
 
-MiB = 1024 * 1024
+from ocifs.units import MiB
+
 MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000

@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any, Iterable
 
-from . import oci
+from ocifs.s3 import oci
 
 log = logging.getLogger(__name__)
 

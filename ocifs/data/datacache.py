@@ -36,10 +36,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from ocifs.units import MiB
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 BLOCK = 1 * MiB          # what a random reader's miss fetches (aligned)
 DEFAULT_FLOOR = 1024 * MiB  # free space kept without ensure_diskfree (at most 10% of the disk)
 

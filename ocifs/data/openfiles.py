@@ -1,10 +1,10 @@
 """Open files: reads by byte range, writes staged in a local file and written back to the bucket.
 
 Reads of a file nobody writes go straight to the store as ranged GETs: chunks prefetched in
-parallel for a sequential reader, small direct ranges for a random one (:mod:`ocifs.prefetch`).
+parallel for a sequential reader, small direct ranges for a random one (:mod:`ocifs.data.prefetch`).
 The first write stages the file in a local temporary file (downloading the current object
 when the write keeps some of it).  How the staged bytes reach the bucket is
-:mod:`ocifs.writeback`'s job: big files written sequentially are uploaded part by part while
+:mod:`ocifs.upload.writeback`'s job: big files written sequentially are uploaded part by part while
 they are written; flush (every close), fsync and the last release send what is left and make
 the object whole, so an object never appears under its name half-written (a PUT or a
 completed multipart upload is atomic).
@@ -22,19 +22,19 @@ from typing import IO
 
 import trio
 
-from . import objects
-from .inodes import InodeTable
-from .datacache import DataCache, same_etag
-from .journal import UploadJournal
-from .objects import ObjectAttrs
-from .prefetch import ObjectChanged, Prefetcher, ReadStream
-from .store import StoreError
-from .tree import Tree
-from .writeback import FileWriteback, Target, Uploader
+from ocifs.meta import objects
+from ocifs.meta.inodes import InodeTable
+from ocifs.data.datacache import DataCache, same_etag
+from ocifs.meta.objects import ObjectAttrs
+from ocifs.data.prefetch import ObjectChanged, Prefetcher, ReadStream
+from ocifs.errors import FsError
+from ocifs.s3.errors import StoreError
+from ocifs.meta.tree import Tree
+from ocifs.upload.writeback import FileWriteback, Target, Uploader
+from ocifs.units import MiB
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 PROGRESS_INTERVAL = 5.0  # seconds between "bytes left" lines while unmounting
 _TIME_KEYS = ("mtime", "ctime", "atime")
 
@@ -95,7 +95,7 @@ class OpenFiles:
     ``by_inode`` shares one :class:`OpenFile` among every handle of an inode, so that a second
     open sees the first one's writes; ``handles`` maps FUSE file handles to :class:`Handle`.
     ``limits`` says where local copies live (unlinked temporary files) and how much they hold;
-    ``cache`` keeps data read from the bucket (:mod:`ocifs.datacache`; None: nothing kept).
+    ``cache`` keeps data read from the bucket (:mod:`ocifs.data.datacache`; None: nothing kept).
     ``uploader`` is what every file's write-back shares (store, part layout, the nursery of
     background part uploads once :meth:`start` was called); ``prefetcher`` is what every
     handle's reads share (byte budget, chunk requests in flight, the same nursery).
@@ -106,25 +106,22 @@ class OpenFiles:
         self.tree = tree
         self.inodes = inodes
         self.limits = limits
-        self.uploader = Uploader.for_store(tree.store)
+        self.uploader = Uploader.for_store(tree.store, tree.multipart)
         self.prefetcher = Prefetcher(tree.store, cache=cache)
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
 
-    def start(self, nursery: trio.Nursery, journal: UploadJournal | None) -> None:
+    def start(self, nursery: trio.Nursery) -> None:
         """Upload parts in the background from now on (in ``nursery``, which must outlive every
-        upload), record multipart uploads in ``journal``, and abort those a crashed mount of
-        the same bucket left behind."""
+        upload), and abort the multipart uploads a crashed mount of the same bucket left behind."""
         self.uploader.nursery = nursery
         self.prefetcher.nursery = nursery
-        self.uploader.journal = journal
-        if journal is not None:
-            nursery.start_soon(self._abort_orphans, journal)
+        nursery.start_soon(self._abort_orphans)
 
-    async def _abort_orphans(self, journal: UploadJournal) -> None:
+    async def _abort_orphans(self) -> None:
         try:
-            count = await journal.abort_orphans(self.tree.store)
+            count = await self.uploader.multipart.journal.abort_orphans(self.tree.store)
         except Exception:  # noqa: BLE001 - housekeeping must never stop the mount
             log.exception("looking for multipart uploads left by a crash failed")
             return
@@ -215,7 +212,7 @@ class OpenFiles:
         when nothing staged them: the object under its old key is gone or another file's
         (POSIX would still read the old data; ocifs keeps no copy of files it only reads)."""
         if self.inodes.is_unlinked(file.inode):
-            raise StoreError(errno.ESTALE, f"{self.inodes.path(file.inode)} was removed or "
+            raise FsError(errno.ESTALE, f"{self.inodes.path(file.inode)} was removed or "
                                            "replaced on this mount while open")
 
     async def new_file(self, inode: int, attrs: ObjectAttrs) -> int:
@@ -247,7 +244,7 @@ class OpenFiles:
             # the new version's readers share.
             handle.changed = True
         if handle.changed:
-            raise StoreError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
+            raise FsError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
                                         "bucket while open; open it again")
         key = self.tree.store.key(self.inodes.path(file.inode))
         if stream is None or stream.size != file.attrs.size or stream.key != key:
@@ -331,7 +328,7 @@ class OpenFiles:
             cache = self.prefetcher.cache
             if attempt or cache is None or not cache.evict_unused():
                 break  # data being written comes first: cached reads make room if they can
-        raise StoreError(errno.ENOSPC, "staging disk below ensure_diskfree")
+        raise FsError(errno.ENOSPC, "staging disk below ensure_diskfree")
 
     async def truncate(self, file: OpenFile, size: int) -> None:
         async with file.lock:
@@ -408,7 +405,7 @@ class OpenFiles:
                 nursery.start_soon(self._log_progress, file, path)
                 try:
                     await self.upload(file)
-                except StoreError:
+                except FsError:
                     failed.append(path)
                 nursery.cancel_scope.cancel()
         return failed

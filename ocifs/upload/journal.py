@@ -27,7 +27,9 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import Store, StoreError
+from ocifs.procfs import is_zombie, stat_fields
+from ocifs.s3.errors import StoreError
+from ocifs.s3.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,7 @@ def _mount_running(pid: int) -> bool:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
         if not cmdline:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rpartition(")")[2].split()[0] != "Z"
+            return stat_fields(pid) is not None and not is_zombie(pid)
         return b"ocifs" in cmdline
     except OSError:
         return False
@@ -99,17 +100,26 @@ class UploadJournal:
     crash would leave them for the store's lifecycle rules (a warning says so once).
     """
 
-    def __init__(self, directory: Path, endpoint: str, bucket: str, prefix: str) -> None:
+    def __init__(self, directory: Path | None, endpoint: str, bucket: str, prefix: str) -> None:
         self.directory = directory
         self.tag = _tag(endpoint, bucket, prefix)
         self.uploads: dict[str, str] = {}
-        self.path: Path | None = directory / f"uploads-{self.tag}-{os.getpid()}-{time.time_ns()}.json"
+        self.path: Path | None = None
+        if directory is None:
+            return
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             log.warning("cannot use state directory %s (%s): multipart uploads left by a crash "
                         "will not be found by the next mount", directory, exc.strerror)
-            self.path = None
+            return
+        self.path = directory / f"uploads-{self.tag}-{os.getpid()}-{time.time_ns()}.json"
+
+    @classmethod
+    def in_memory(cls) -> "UploadJournal":
+        """A journal with no file: nothing survives a crash, no recovery copy is made (a store
+        used on its own, without a mount)."""
+        return cls(None, "", "", "")
 
     def add(self, key: str, upload_id: str) -> None:
         self.uploads[upload_id] = key
@@ -132,7 +142,9 @@ class UploadJournal:
 
     def orphan_journals(self) -> list[Path]:
         """Journals of earlier mounts of this bucket and prefix whose process is gone."""
-        found = []
+        found: list[Path] = []
+        if self.directory is None:
+            return found
         for path in self.directory.glob(f"uploads-{self.tag}-*-*.json"):
             pid = path.stem.rsplit("-", 2)[-2]
             if path != self.path and pid.isdigit() and not _mount_running(int(pid)):
@@ -163,23 +175,10 @@ class UploadJournal:
             path.unlink(missing_ok=True)
         return aborted
 
-    async def abort_own(self, store: Store) -> None:
-        """At unmount, abort the uploads this mount still lists: every one was given up (its
-        file could not be uploaded, or an earlier abort failed while the store was down).
-        Those that cannot be aborted now stay listed for the next mount."""
-        for upload_id, key in list(self.uploads.items()):
-            try:
-                await store.abort_multipart(key, upload_id)
-            except StoreError as exc:
-                log.warning("cannot abort multipart upload %s of %s (the next mount will): %s",
-                            upload_id, store.path_of(key), exc)
-                continue
-            self.remove(upload_id)
-            log.info("aborted multipart upload %s of %s, given up earlier", upload_id,
-                     store.path_of(key))
-
     def save_recovery_copy(self, fd: int, path: str) -> Path | None:
         """Copy local file ``fd`` (whose upload failed) to ``recovery/`` and return the copy."""
+        if self.directory is None:
+            return None
         directory = self.directory / "recovery"
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{path.replace('/', '%2F')}"[:255]
         target = directory / name

@@ -12,10 +12,10 @@ import os
 import sys
 from typing import NoReturn
 
-from . import __version__
-from .mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmount,
+from ocifs import __version__
+from ocifs.run.mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmount,
                     is_mounted, parse_bucket, prepare, run_mount, wait_for_exit)
-from .options import OptionError, options_help, parse_options
+from ocifs.run.options import OptionError, options_help, parse_options
 
 COMMANDS = ("mount", "umount", "unmount", "demo", "container", "healthcheck")
 
@@ -89,7 +89,7 @@ def _container_arguments(commands) -> None:
 
 
 def cmd_container(args: argparse.Namespace) -> int:
-    from . import container
+    from ocifs.run import container
     return container.main(args)
 
 
@@ -132,7 +132,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A real mount of a bucket on an embedded local server: no cloud account needed."""
-    from .localserver import LocalS3Server
+    from ocifs.run.localserver import LocalS3Server
 
     os.makedirs(args.mountpoint, exist_ok=True)
     os.makedirs(args.data, exist_ok=True)

@@ -27,23 +27,27 @@ from typing import Any, Callable
 import pyfuse3
 import trio
 
-from . import objects
-from .credentials import Credentials, find_credentials
-from .fs import AttrView, Operations, kernel_timeout
-from .journal import UploadJournal, state_dir
-from .datacache import DataCache, cache_dir, delete_cache
-from .openfiles import StagingLimits
-from .readahead import keep_read_ahead
-from .logs import reopen_logs, setup_logging
-from .options import NO_EFFECT, MountOptions
-from .store import MiB, Store, make_client
-from .tree import Tree
+from ocifs.meta import objects
+from ocifs.s3.credentials import Credentials, find_credentials
+from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
+from ocifs.upload.journal import UploadJournal, state_dir
+from ocifs.upload.multipart import Multipart
+from ocifs.data.datacache import DataCache, cache_dir, delete_cache
+from ocifs.data.openfiles import StagingLimits
+from ocifs.data.readahead import keep_read_ahead
+from ocifs.run.logs import reopen_logs, setup_logging
+from ocifs.run.options import NO_EFFECT, MountOptions
+from ocifs.procfs import is_zombie, stat_fields
+from ocifs.s3.client import make_client
+from ocifs.units import MiB
+from ocifs.s3.store import Store
+from ocifs.meta.tree import Tree
 
 log = logging.getLogger(__name__)
 
 NO_MULTIPART = 5 * 1024 * MiB  # a single PUT takes up to 5 GiB
 # Retries of the check before mounting: a wrong URL, or a store that is down, is reported in
-# seconds (a mount's own requests ride out longer outages, see ocifs.retries).
+# seconds (a mount's own requests ride out longer outages, see ocifs.s3.retries).
 CHECK_RETRIES = 2
 
 
@@ -223,21 +227,22 @@ class Mount:
         self.hooks = hooks or MountHooks()
         self.store = build_store(spec)
         opts = spec.options
+        self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
+        self.multipart = Multipart(self.store, self.journal)  # writes and copies alike
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
                          stat_cache_expire=opts.stat_cache_expire,
                          max_stat_cache_size=opts.max_stat_cache_size, fast_list=opts.fast_list,
-                         listing_expire=kernel_timeout(opts.stat_cache_expire))
+                         listing_expire=kernel_timeout(opts.stat_cache_expire),
+                         multipart=self.multipart)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
                         timeout=kernel_timeout(opts.stat_cache_expire))
         limits = StagingLimits(
             directory=opts.use_cache,
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
             min_free_bytes=opts.ensure_diskfree * MiB)
-        self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
         self.cache = _data_cache(opts, self.journal.tag)
         self.operations = Operations(self.tree, view, limits, self.cache)
-        self.store.journal = self.journal  # multipart copies (renames) are recorded too
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []
@@ -245,7 +250,7 @@ class Mount:
         self._nursery: trio.Nursery | None = None
         self._drain_scope = trio.CancelScope()
         self._pending_stop: str | None = None
-        self._resolved = os.path.realpath(spec.mountpoint)  # before mounting: see ocifs.readahead
+        self._resolved = os.path.realpath(spec.mountpoint)  # before mounting: see ocifs.data.readahead
 
     def start(self) -> None:
         """Mount (the kernel sees it from here on)."""
@@ -279,7 +284,7 @@ class Mount:
         # Background part uploads live in a nursery of their own that outlives serving, so
         # the final uploads below can still use (and wait for) them.
         async with trio.open_nursery() as uploads:
-            self.operations.files.start(uploads, self.journal)
+            self.operations.files.start(uploads)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.operations.tree.background = nursery
@@ -299,7 +304,7 @@ class Mount:
                 if limit.cancelled_caught:
                     self.give_up(f"uploads not finished within {timeout:g} s (stop_timeout)")
             if not self.giving_up:
-                await self.journal.abort_own(self.store)
+                await self.multipart.abort_given_up()
             uploads.cancel_scope.cancel()  # gave up: uploads left are aborted by the next mount
         self.cache.close()
         opts = self.spec.options
@@ -423,12 +428,8 @@ def wait_for_exit(mountpoint: str, timeout: float) -> bool:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as proc_stat:
-                if proc_stat.read().rpartition(")")[2].split()[0] == "Z":
-                    return True  # exited, not yet reaped by its parent
-        except OSError:
-            return True
+        if stat_fields(pid) is None or is_zombie(pid):
+            return True  # exited (a zombie: not yet collected by its parent)
         time.sleep(0.05)
     return False
 

@@ -14,9 +14,9 @@ mount's background nursery (the one that runs part uploads), at most :data:`MAX_
 once (fewer with a small ``max_thread_count``: two threads stay for other requests), and a
 failed chunk is reported to the reader that needs it, never to the nursery.
 
-With a :class:`~ocifs.datacache.DataCache`, a stream first looks in its object version's cache
+With a :class:`~ocifs.data.datacache.DataCache`, a stream first looks in its object version's cache
 file: ranges held there are read locally.  A random reader's miss then fetches the aligned
-:data:`~ocifs.datacache.BLOCK` around it into the cache file, and (in the persistent mode)
+:data:`~ocifs.data.datacache.BLOCK` around it into the cache file, and (in the persistent mode)
 prefetched chunks are kept there too.
 """
 
@@ -28,13 +28,13 @@ import logging
 
 import trio
 
-from .datacache import BLOCK, CacheEntry, DataCache, same_etag
-from .store import Store, StoreError
+from ocifs.data.datacache import BLOCK, CacheEntry, DataCache, same_etag
+from ocifs.s3.errors import StoreError
+from ocifs.s3.store import Store
+from ocifs.units import KiB, MiB
 
 log = logging.getLogger(__name__)
 
-KiB = 1024
-MiB = 1024 * KiB
 CHUNK = 8 * MiB
 WINDOW_MAX = 64 * MiB
 BUDGET = 128 * MiB          # prefetched bytes held or in flight, all handles together
@@ -92,7 +92,7 @@ class Prefetcher:
     """What every :class:`ReadStream` of the mount shares: the store, the byte budget, the
     limit on chunk requests in flight (``request_limiter``: chunk GETs also take one of the
     store's threads, so two of those are always left to other requests), the nursery the
-    chunk fetches run in (``None`` until :meth:`ocifs.openfiles.OpenFiles.start`: reads are
+    chunk fetches run in (``None`` until :meth:`ocifs.data.openfiles.OpenFiles.start`: reads are
     then all direct), and the data cache (``None``: none)."""
 
     def __init__(self, store: Store, budget: int = BUDGET,

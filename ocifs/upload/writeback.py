@@ -1,6 +1,6 @@
 """Write-back of one open file into its object: multipart, while the file is still written.
 
-A file is staged in a local file (see :mod:`ocifs.openfiles`); this module decides how the
+A file is staged in a local file (see :mod:`ocifs.data.openfiles`); this module decides how the
 staged bytes reach the bucket.  Below ``multipart_threshold`` a file goes up as one PutObject at
 flush/fsync/close.  Above it, a multipart upload is created as soon as a sequential writer has
 filled the first part, and each completed part is sent in a background task while the writer
@@ -29,9 +29,10 @@ from typing import Callable
 
 import trio
 
-from .journal import UploadJournal
-from .parts import PartLayout
-from .store import Store, StoreError
+from ocifs.upload.multipart import Multipart
+from ocifs.upload.parts import PartLayout
+from ocifs.s3.errors import StoreError
+from ocifs.s3.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +42,22 @@ class Uploader:
     """What every file's write-back shares: the store, the part layout and the mount's nursery.
 
     ``nursery`` runs the background part uploads; it is the Mount's and outlives every file
-    (None until :meth:`ocifs.openfiles.OpenFiles.start`: parts then go up at flush only).
-    ``journal`` records multipart uploads in progress for crash recovery (None: not recorded).
+    (None until :meth:`ocifs.data.openfiles.OpenFiles.start`: parts then go up at flush only).
+    ``multipart`` creates, aborts and journals the multipart uploads.
     """
 
     store: Store
     layout: PartLayout
     threshold: int
     parallel_count: int
+    multipart: Multipart
     nursery: trio.Nursery | None = None
-    journal: UploadJournal | None = None
 
     @classmethod
-    def for_store(cls, store: Store) -> "Uploader":
+    def for_store(cls, store: Store, multipart: Multipart) -> "Uploader":
         config = store.upload_config
         return cls(store, PartLayout(config.multipart_chunksize), config.multipart_threshold,
-                   config.max_request_concurrency)
+                   config.max_request_concurrency, multipart)
 
 
 @dataclasses.dataclass
@@ -169,11 +170,9 @@ class FileWriteback:
         self.stream_from = part
 
     async def _create(self, target: Target) -> None:
-        self.upload_id = await self.store.create_multipart(target.key, target.metadata,
-                                                           target.content_type)
+        self.upload_id = await self.uploader.multipart.create(target.key, target.metadata,
+                                                              target.content_type)
         self.upload_key, self.upload_meta = target.key, dict(target.metadata)
-        if self.uploader.journal is not None:
-            self.uploader.journal.add(target.key, self.upload_id)
         log.info("%s: multipart upload started (parts of %d MiB)", target.path,
                  self.layout.base // (1024 * 1024))
 
@@ -254,8 +253,7 @@ class FileWriteback:
             etags = {part: self.done[part][0] for part in range(1, count + 1)}
             assert self.upload_id is not None
             await self._complete(target.key, size, etags)
-            if self.uploader.journal is not None:
-                self.uploader.journal.remove(self.upload_id)
+            self.uploader.multipart.completed(self.upload_id)
             log.info("%s: multipart upload completed (%d parts)", target.path, count)
             self.upload_id = None
         self.done.clear()
@@ -306,16 +304,8 @@ class FileWriteback:
         upload_id, self.upload_id = self.upload_id, None
         self.done.clear()
         self.stream_from = 1
-        if upload_id is None:
-            return
-        try:
-            await self.store.abort_multipart(self.upload_key, upload_id)
-        except StoreError as exc:
-            log.warning("cannot abort multipart upload %s of %s (the next mount will): %s",
-                        upload_id, self.upload_key, exc)
-            return
-        if self.uploader.journal is not None:
-            self.uploader.journal.remove(upload_id)
+        if upload_id is not None:
+            await self.uploader.multipart.abort(self.upload_key, upload_id)
 
     async def fail(self, path: str, exc: StoreError) -> None:
         """An upload failed for good: abort it, keep the data in a recovery copy, log where."""
@@ -336,11 +326,10 @@ class FileWriteback:
 
     def keep(self, path: str) -> Path | None:
         """A recovery copy of the staged data: the one made earlier if nothing was written
-        since, else a new one (None when there is no journal or it cannot be written)."""
+        since, else a new one (None when it cannot be written)."""
         if self.saved_version == self.writes and self.recovery_copy is not None:
             return self.recovery_copy
-        journal = self.uploader.journal
-        copy = journal.save_recovery_copy(self.fd, path) if journal is not None else None
+        copy = self.uploader.multipart.journal.save_recovery_copy(self.fd, path)
         self.saved_version, self.recovery_copy = self.writes, copy
         return copy
 

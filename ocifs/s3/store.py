@@ -1,173 +1,33 @@
-"""The bucket: a boto3 client set up for S3-compatible stores, driven from trio.
+"""The bucket's requests, driven from trio: one method per S3 request, no policy.
 
 Every boto3 call blocks, so each runs in a worker thread through ``trio.to_thread.run_sync``
 with one shared ``CapacityLimiter``: the FUSE loop never waits on the network, and the number
 of requests in flight is bounded by ``max_thread_count``.  Errors from the store become
-:class:`StoreError` carrying an errno, so the FUSE layer never shows a traceback.
+:class:`~ocifs.s3.errors.StoreError` carrying an errno, so the FUSE layer never shows a
+traceback.  What to do with the requests (multipart copies, the journal, cleaning up after
+lost answers) is :mod:`ocifs.upload`'s.
 """
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import errno
 import logging
 import re
 import threading
-import time
-from typing import IO, TYPE_CHECKING, Any, Callable, TypeVar
+from typing import IO, Any, Callable, TypeVar
 
-import boto3
-import botocore.exceptions
-import botocore.session
-import botocore.utils
 import trio
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from s3transfer.utils import ReadFileChunk
 
-from .credentials import Credentials
-from .listparse import install_fast_listing
-from .parts import MAX_PARTS
-from .retries import install_paced_retries
-
-if TYPE_CHECKING:
-    from .journal import UploadJournal
+from ocifs.s3.client import HEAD_THREADS
+from ocifs.s3.errors import StoreError, to_store_error
+from ocifs.units import MiB
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MiB = 1024 * 1024
-# HEADs are small and mostly waiting for the round trip: a directory listing sends one per
-# entry not in the stat cache, so they get more threads (and connections) than other requests.
-HEAD_THREADS = 32
 HEAD_BATCHES = 4  # listings sending their HEADs at once (HEAD_THREADS in flight among them)
 MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
-LOST_CREATION_SLACK = 2.0  # seconds around a retried creation (Date has 1 s resolution)
-
-# S3 error codes and the errno a program should see for them.
-_ERRNO_BY_CODE = {
-    "NoSuchKey": errno.ENOENT,
-    "NotFound": errno.ENOENT,
-    "404": errno.ENOENT,
-    "NoSuchBucket": errno.ENOENT,
-    "NoSuchUpload": errno.ENOENT,
-    "AccessDenied": errno.EACCES,
-    "403": errno.EACCES,
-    "Forbidden": errno.EACCES,
-    "InvalidAccessKeyId": errno.EACCES,
-    "SignatureDoesNotMatch": errno.EACCES,
-    "AllAccessDisabled": errno.EACCES,
-    "KeyTooLongError": errno.ENAMETOOLONG,
-    "EntityTooLarge": errno.EFBIG,
-    "InvalidRange": errno.EINVAL,
-    "416": errno.EINVAL,
-    "InvalidArgument": errno.EINVAL,
-    "400": errno.EINVAL,
-    "BadRequest": errno.EINVAL,
-    "InvalidObjectName": errno.EINVAL,
-    # Throttling that outlasted the retries is an I/O error: EAGAIN would tell a program
-    # that reads or writes a regular file to try again at once (Python's unbuffered write
-    # even returns None for it, as if nothing had gone wrong).
-    "SlowDown": errno.EIO,
-    "ServiceUnavailable": errno.EIO,
-    "QuotaExceeded": errno.ENOSPC,
-}
-
-
-class StoreError(Exception):
-    """A failed store request: ``errno`` for the caller, a message without secrets for the log."""
-
-    def __init__(self, err: int, message: str, code: str = "") -> None:
-        super().__init__(message)
-        self.errno = err
-        self.code = code
-
-
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return exc.__class__.__name__
-
-
-def to_store_error(exc: BaseException, what: str) -> StoreError:
-    """Map a boto3/botocore exception to a :class:`StoreError` with a sensible errno."""
-    if isinstance(exc, StoreError):
-        return exc
-    code = error_code(exc)
-    if isinstance(exc, botocore.exceptions.ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        err = _ERRNO_BY_CODE.get(code) or _ERRNO_BY_CODE.get(str(status), errno.EIO)
-        message = exc.response.get("Error", {}).get("Message") or code
-        return StoreError(err, f"{what}: {code} ({message})", code)
-    # Timeouts first: botocore's ConnectTimeoutError is also a ConnectionError.
-    if isinstance(exc, (botocore.exceptions.ReadTimeoutError,
-                        botocore.exceptions.ConnectTimeoutError)):
-        return StoreError(errno.ETIMEDOUT, f"{what}: timed out", code)
-    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectionError)):
-        return StoreError(errno.EIO, f"{what}: cannot reach the endpoint ({code})", code)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return StoreError(errno.EACCES, f"{what}: no credentials", code)
-    if isinstance(exc, OSError) and exc.errno:
-        return StoreError(exc.errno, f"{what}: {exc.strerror}", code)
-    return StoreError(errno.EIO, f"{what}: {code}: {exc}", code)
-
-
-def parse_timestamp(value: str) -> datetime.datetime:
-    """botocore's timestamp parser, with fast paths for the two forms S3 sends.
-
-    botocore parses every timestamp with dateutil, about 30 µs each: half of the CPU of
-    parsing a 1,000-key listing and a quarter of a HEAD's.  ListObjectsV2 sends ISO 8601
-    (``2026-11-25T20:28:30.000Z``), HEAD an RFC 1123 date; anything else goes to botocore.
-    """
-    try:
-        if value[:1].isdigit():
-            parsed = datetime.datetime.fromisoformat(value)
-        else:
-            parsed = email.utils.parsedate_to_datetime(value)
-        if parsed.tzinfo is not None:
-            return parsed
-    except (ValueError, TypeError):
-        pass
-    return botocore.utils.parse_timestamp(value)
-
-
-def make_client(url: str, region: str, credentials: Credentials, path_style: bool,
-                retries: int, connect_timeout: float, read_timeout: float,
-                max_pool: int) -> Any:
-    """A boto3 S3 client that S3-compatible stores (OCI first) accept.
-
-    Path-style addressing when asked, SigV4 with the given region, checksums only when an
-    operation requires one (OCI rejects botocore's default CRC32 and aws-chunked bodies),
-    and retries as :mod:`ocifs.retries` paces them (5xx, 409, 429 and throttling codes,
-    timeouts, connection errors).  Timestamps take :func:`parse_timestamp`'s fast paths, and
-    listings :mod:`ocifs.listparse`'s compiled parse.
-    """
-    config = Config(
-        region_name=region,
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if path_style else "auto"},
-        retries={"mode": "standard", "total_max_attempts": retries + 1},
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_pool_connections=max_pool + HEAD_THREADS,
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        tcp_keepalive=True,
-    )
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=parse_timestamp)
-    session = boto3.session.Session(
-        botocore_session=core,
-        aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key,
-        aws_session_token=credentials.session_token,
-    )
-    client = session.client("s3", endpoint_url=url, config=config)
-    install_paced_retries(client, retries)
-    install_fast_listing(client, parse_timestamp)
-    return client
 
 
 class Store:
@@ -179,7 +39,7 @@ class Store:
     ``entries / max_thread_count`` round trips long); ``upload_config``/``copy_config`` are
     the transfer settings (multipart threshold, part size, parts in flight) for uploads and
     for server-side copies.  ``journal`` records multipart copies in progress (None: not
-    recorded), as :class:`~ocifs.writeback.FileWriteback` records multipart uploads.
+    recorded), as :class:`~ocifs.upload.writeback.FileWriteback` records multipart uploads.
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
@@ -199,7 +59,6 @@ class Store:
         self.copy_config = TransferConfig(
             multipart_threshold=copy_threshold, multipart_chunksize=copy_part_size,
             max_concurrency=parallel_count, use_threads=True)
-        self.journal: UploadJournal | None = None
 
     def key(self, path: str, directory: bool = False) -> str:
         """The object key of a path relative to the mount root ("" is the root)."""
@@ -330,9 +189,6 @@ class Store:
                     for obj in page.get("Contents", [])]
         return await self._run(f"LIST {prefix}", list_all)
 
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
-        return (await self.get_range_tagged(key, start, length))[0]
-
     async def get_range_tagged(self, key: str, start: int, length: int) -> tuple[bytes, str | None]:
         """Bytes ``[start, start+length)`` of ``key`` (fewer at its end) and the ETag of the
         version they came from (None for an empty range)."""
@@ -366,71 +222,20 @@ class Store:
         return await self._run(f"PUT {key}", self.client.put_object, Bucket=self.bucket, Key=key,
                                Body=data, Metadata=metadata, ContentType=content_type)
 
-    async def copy(self, src: str, dst: str, metadata: dict[str, str], content_type: str) -> None:
-        """Server-side copy with new metadata; multipart copy above ``singlepart_copy_limit``.
-
-        The source's size is asked first (the caller's may be stale: a copy planned from it
-        would be cut short).  A multipart copy is recorded in ``journal`` like the uploads of
-        the write path, so a mount killed in the middle of a big rename leaves nothing the
-        next mount does not abort.
-        """
-        head = await self.head(src)
-        if head is None:
-            raise StoreError(errno.ENOENT, f"COPY {src} -> {dst}: no such object", "NoSuchKey")
-        size = head["ContentLength"]
-        if size <= min(self.copy_config.multipart_threshold, MAX_SINGLE_COPY):
-            await self._run(f"COPY {src} -> {dst}", self.client.copy_object, Bucket=self.bucket,
-                            Key=dst, CopySource={"Bucket": self.bucket, "Key": src},
-                            Metadata=metadata, ContentType=content_type,
-                            MetadataDirective="REPLACE")
-            return
-        await self._copy_multipart(src, dst, size, metadata, content_type)
-
-    async def _copy_multipart(self, src: str, dst: str, size: int, metadata: dict[str, str],
-                              content_type: str) -> None:
-        """UploadPartCopy of ``multipart_copy_size`` parts (more when 10,000 would not hold
-        ``size``), ``parallel_count`` at once; aborted if any part fails."""
-        part_size = max(self.copy_config.multipart_chunksize, -(-size // MAX_PARTS))
-        upload_id = await self.create_multipart(dst, metadata, content_type)
-        if self.journal is not None:
-            self.journal.add(dst, upload_id)
-        etags: dict[int, str] = {}
-        slots = trio.Semaphore(self.copy_config.max_request_concurrency)
-
-        async def copy_part(part: int, start: int) -> None:
-            async with slots:
-                length = min(part_size, size - start)
-                etags[part] = await self.upload_part_copy(dst, upload_id, part, src, start, length)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for part, start in enumerate(range(0, size, part_size), start=1):
-                    nursery.start_soon(copy_part, part, start)
-            await self.complete_multipart(dst, upload_id, etags)
-        except Exception as exc:  # not on cancellation: a mount giving up leaves it to the journal
-            await self._abort_quietly(dst, upload_id)
-            while isinstance(exc, ExceptionGroup):  # parts fail in a nursery: the first one
-                exc = exc.exceptions[0]
-            raise exc from None
-        if self.journal is not None:
-            self.journal.remove(upload_id)
-
-    async def _abort_quietly(self, key: str, upload_id: str) -> None:
-        try:
-            await self.abort_multipart(key, upload_id)
-        except StoreError as exc:
-            log.warning("cannot abort multipart copy %s to %s (the next mount will): %s",
-                        upload_id, key, exc)
-            return
-        if self.journal is not None:
-            self.journal.remove(upload_id)
+    async def copy_object(self, src: str, dst: str, metadata: dict[str, str],
+                          content_type: str) -> None:
+        """CopyObject with new metadata (up to :data:`MAX_SINGLE_COPY` bytes)."""
+        await self._run(f"COPY {src} -> {dst}", self.client.copy_object, Bucket=self.bucket,
+                        Key=dst, CopySource={"Bucket": self.bucket, "Key": src},
+                        Metadata=metadata, ContentType=content_type,
+                        MetadataDirective="REPLACE")
 
     async def delete(self, key: str) -> None:
         """DeleteObject (one at a time: DeleteObjects needs a checksum OCI may refuse)."""
         await self._run(f"DELETE {key}", self.client.delete_object, Bucket=self.bucket, Key=key)
 
     # -- multipart uploads ----------------------------------------------------------------
-    # The write-back path (ocifs.writeback) drives these one part at a time, so it can upload
+    # The write-back path (ocifs.upload.writeback) drives these one part at a time, so it can upload
     # parts while a file is still being written and copy unchanged ranges server-side.
 
     async def put_file(self, key: str, fd: int, size: int, metadata: dict[str, str],
@@ -442,42 +247,14 @@ class Store:
                                               Metadata=metadata, ContentType=content_type)
         return await self._run(f"PUT {key}", put)
 
-    async def create_multipart(self, key: str, metadata: dict[str, str], content_type: str) -> str:
-        """CreateMultipartUpload; returns the upload id."""
-        started = time.monotonic()
-        response = await self._run(f"CREATE MULTIPART {key}", self.client.create_multipart_upload,
-                                   Bucket=self.bucket, Key=key, Metadata=metadata,
-                                   ContentType=content_type)
-        upload_id = response["UploadId"]
-        if response.get("ResponseMetadata", {}).get("RetryAttempts"):
-            await self._abort_lost_creations(key, upload_id, response, time.monotonic() - started)
-        return upload_id
-
-    async def _abort_lost_creations(self, key: str, upload_id: str, response: dict,
-                                    elapsed: float) -> None:
-        """A retried CreateMultipartUpload may have created uploads whose answers were lost
-        (a reset or a timeout after the store acted): nobody knows their ids, so nobody would
-        ever abort them.  They are the uploads of ``key`` the store says were initiated during
-        this call (by its own clock: the answer's Date, less the call's duration)."""
-        date = response["ResponseMetadata"].get("HTTPHeaders", {}).get("date")
-        if not date:
-            return
-        try:
-            end = email.utils.parsedate_to_datetime(date)
-        except (TypeError, ValueError):
-            return
-        start = end - datetime.timedelta(seconds=elapsed + LOST_CREATION_SLACK)
-        end += datetime.timedelta(seconds=LOST_CREATION_SLACK)
-        try:
-            for upload in await self.multipart_uploads(key):
-                initiated = upload.get("Initiated")
-                if (upload["Key"] == key and upload["UploadId"] != upload_id
-                        and initiated is not None and start <= initiated <= end):
-                    await self.abort_multipart(key, upload["UploadId"])
-                    log.info("aborted multipart upload %s of %s, created by an attempt whose "
-                             "answer was lost", upload["UploadId"], self.path_of(key))
-        except StoreError as exc:
-            log.warning("cannot look for uploads of %s left by a lost answer: %s", key, exc)
+    async def create_multipart(self, key: str, metadata: dict[str, str],
+                               content_type: str) -> dict:
+        """CreateMultipartUpload; the whole answer (``UploadId``, and ``ResponseMetadata``,
+        whose retry count and Date tell :mod:`ocifs.upload.multipart` whether an answer was
+        lost on the way)."""
+        return await self._run(f"CREATE MULTIPART {key}", self.client.create_multipart_upload,
+                               Bucket=self.bucket, Key=key, Metadata=metadata,
+                               ContentType=content_type)
 
     async def upload_part(self, key: str, upload_id: str, part: int, fd: int, start: int,
                           length: int) -> str:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 BASE_DELAY = 1.0   # seconds before the first retry (times 0.5 to 1)
 MAX_DELAY = 20.0   # seconds between two attempts, at most
 CONFLICT = 409
+RETRY_HANDLER_ID = "retry-config-s3"  # botocore's S3 retry handler, replaced here
 
 
 class PacedRetry:
@@ -77,7 +78,7 @@ def _reason(context: standard.RetryContext) -> str:
 def install_paced_retries(client: Any, retries: int) -> PacedRetry:
     """Make ``client`` (S3) retry with :class:`PacedRetry` instead of botocore's handler."""
     events = client.meta.events
-    events.unregister("needs-retry.s3", unique_id="retry-config-s3")
+    events.unregister("needs-retry.s3", unique_id=RETRY_HANDLER_ID)
     handler = PacedRetry(retries)
     events.register("needs-retry.s3", handler, unique_id="ocifs-paced-retry")
     return handler

@@ -1,7 +1,7 @@
 """The pyfuse3 Operations: a thin layer from kernel requests to the tree and open files.
 
-Each method maps inodes to paths, calls :mod:`ocifs.tree` (namespace) or
-:mod:`ocifs.openfiles` (data), and turns :class:`~ocifs.store.StoreError` into the errno the
+Each method maps inodes to paths, calls :mod:`ocifs.meta.tree` (namespace) or
+:mod:`ocifs.data.openfiles` (data), and turns :class:`~ocifs.s3.store.StoreError` into the errno the
 caller sees.  Attributes shown to the kernel are derived in one place (:class:`AttrView`),
 which applies the ``uid``/``gid``/``umask`` options the way s3fs does.
 """
@@ -10,29 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
 import logging
 import os
 import stat
 import time
-from typing import Any, Awaitable, Callable, TypeVar
 
 import pyfuse3
 
-from .inodes import ROOT_INODE, InodeTable
-from .objects import SYMLINK_MODE, ObjectAttrs
-from .oci import has_control_characters
-from .datacache import DataCache
-from .openfiles import OpenFiles, StagingLimits
-from .store import StoreError
-from .tree import Tree, join
+from ocifs.meta.inodes import ROOT_INODE, InodeTable
+from ocifs.meta.objects import SYMLINK_MODE, ObjectAttrs
+from ocifs.data.datacache import DataCache
+from ocifs.data.openfiles import OpenFiles, StagingLimits
+from ocifs.fuse.errors import fuse_errors
+from ocifs.meta.tree import Tree, join
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
-MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
-# Errors of the local disk holding staged copies, passed to the caller as they are.
-LOCAL_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 KERNEL_CACHE_MAX = 1.0  # seconds the kernel may keep an entry or attributes, at most
 # st_blksize: the I/O size programs pick from stat() (cp: 1 MiB requests instead of 128 KiB;
 # stdio: 8 KiB buffers, its maximum, instead of 4 KiB).  Every request is a round trip through
@@ -47,61 +40,6 @@ def kernel_timeout(stat_cache_expire: float) -> float:
     and knows nothing of its evictions (``max_stat_cache_size``); with ``stat_cache_expire=0``
     not at all, so every stat reaches the bucket."""
     return max(0.0, min(stat_cache_expire, KERNEL_CACHE_MAX))
-
-
-def first_leaf(group: BaseExceptionGroup) -> BaseException:
-    """The first exception in a (nested) group raised by a trio nursery."""
-    first = group.exceptions[0]
-    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _describe(value: Any) -> str:
-    """Short form of an operation argument for the debug line (data only by its size)."""
-    if isinstance(value, bytes):
-        return repr(os.fsdecode(value)) if len(value) <= 80 else f"<{len(value)} bytes>"
-    if isinstance(value, (int, str)):
-        return repr(value)
-    return ""
-
-
-def fuse_errors(method: F) -> F:
-    """Turn store failures into the errno the caller sees; log them once, without a traceback.
-
-    At ``dbglevel=dbg`` each operation leaves one compact line:
-    ``op(args) -> ok|ERRNO  1.2 ms``.
-    """
-    @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            try:
-                return await method(*args, **kwargs)
-            except BaseExceptionGroup as group:  # concurrent requests: report the first failure
-                raise first_leaf(group) from None
-        except StoreError as exc:
-            level = logging.DEBUG if exc.errno in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST) else logging.WARNING
-            log.log(level, "%s: %s", method.__name__, exc)
-            outcome = errno.errorcode.get(exc.errno, str(exc.errno))
-            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
-        except pyfuse3.FUSEError as exc:
-            outcome = errno.errorcode.get(exc.errno, str(exc.errno))
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug must cost one request, never the mount
-            if isinstance(exc, OSError) and exc.errno in LOCAL_DISK_ERRORS:
-                # The staging disk (use_cache) is full or failing: the caller must see why.
-                log.warning("%s: staging disk: %s", method.__name__, exc.strerror)
-                outcome = errno.errorcode[exc.errno]
-                raise pyfuse3.FUSEError(exc.errno) from None
-            log.exception("%s failed unexpectedly", method.__name__)
-            outcome = "EIO"
-            raise pyfuse3.FUSEError(errno.EIO) from None
-        finally:
-            if log.isEnabledFor(logging.DEBUG):
-                shown = ", ".join(filter(None, map(_describe, args[1:])))
-                log.debug("%s(%s) -> %s  %.1f ms", method.__name__, shown, outcome,
-                          (time.perf_counter() - started) * 1000)
-    return wrapper  # type: ignore[return-value]
 
 
 @dataclasses.dataclass
@@ -183,15 +121,14 @@ class Operations(pyfuse3.Operations):
 
     def _child(self, parent_inode: int, name: bytes) -> str:
         path = join(self._path(parent_inode), _name(name))
-        if len(self.tree.store.key(path).encode("utf-8", "surrogateescape")) + 1 > MAX_KEY_BYTES:
+        if self.tree.key_too_long(path):
             raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
         return path
 
     def _new_child(self, parent_inode: int, name: bytes) -> str:
         """A path about to be created: refused now if the store would refuse its key later."""
         path = self._child(parent_inode, name)
-        if has_control_characters(path):
-            log.warning("refusing to create %r: object names cannot hold control characters", path)
+        if self.tree.refuses_new_name(path):
             raise pyfuse3.FUSEError(errno.EINVAL)
         return path
 

@@ -17,14 +17,19 @@ from typing import Callable, Iterable
 import cachetools
 import trio
 
-from . import objects
-from .objects import ObjectAttrs
-from .oci import has_control_characters
-from .store import Store, StoreError
+from ocifs.meta import objects
+from ocifs.meta.objects import ObjectAttrs
+from ocifs.s3.oci import has_control_characters
+from ocifs.s3.errors import StoreError
+from ocifs.s3.store import Store
+from ocifs.upload.journal import UploadJournal
+from ocifs.upload.multipart import Multipart
+from ocifs.errors import FsError
 
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
 MAX_PAGES = 64  # subtree pages kept for a listing to come (each up to 1,000 keys)
 
 
@@ -110,8 +115,10 @@ class Tree:
     def __init__(self, store: Store, default_uid: int, default_gid: int,
                  stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000,
                  fast_list: bool = False, listing_expire: float = 1.0,
-                 max_listings: int = 1000) -> None:
+                 max_listings: int = 1000, multipart: Multipart | None = None) -> None:
         self.store = store
+        # Server-side copies (chmod, rename) go through the mount's journal of multipart uploads.
+        self.multipart = multipart or Multipart(store, UploadJournal.in_memory())
         self.fast_list = fast_list
         self.listings: cachetools.Cache = _expiring(max_listings, listing_expire)
         self.listed: cachetools.Cache = _expiring(max_listings, listing_expire)
@@ -167,6 +174,20 @@ class Tree:
             self.listed[path] = names
         except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
             pass
+
+    # -- names ----------------------------------------------------------------------------
+
+    def key_too_long(self, path: str) -> bool:
+        """Whether ``path``'s key (or its ``dir/`` marker) would pass S3's and OCI's limit."""
+        return len(self.store.key(path).encode("utf-8", "surrogateescape")) + 1 > MAX_KEY_BYTES
+
+    def refuses_new_name(self, path: str) -> bool:
+        """Whether a name about to be created would be refused by the store later (OCI refuses
+        control characters): refused now, with a warning, instead of at upload."""
+        if has_control_characters(path):
+            log.warning("refusing to create %r: object names cannot hold control characters", path)
+            return True
+        return False
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -432,7 +453,7 @@ class Tree:
             attrs.has_marker = True
         else:
             key = self.store.key(path)
-            await self.store.copy(key, key, objects.metadata_for(attrs),
+            await self.multipart.copy(key, key, objects.metadata_for(attrs),
                                   objects.content_type_for(path, attrs))
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.remember(path, attrs)
@@ -465,7 +486,7 @@ class Tree:
 
     async def remove_dir(self, path: str, attrs: ObjectAttrs) -> None:
         if not await self.is_empty_dir(path):
-            raise StoreError(errno.ENOTEMPTY, f"directory {path} is not empty")
+            raise FsError(errno.ENOTEMPTY, f"directory {path} is not empty")
         await self.store.delete(self.store.key(path, directory=True))
         self.invalidate(path, subtree=True)
         self.remember(path, None)
@@ -477,11 +498,11 @@ class Tree:
         if target is not None:
             target = await self.exact(new, target)
             if target.is_dir and not attrs.is_dir:
-                raise StoreError(errno.EISDIR, f"{new} is a directory")
+                raise FsError(errno.EISDIR, f"{new} is a directory")
             if attrs.is_dir and not target.is_dir:
-                raise StoreError(errno.ENOTDIR, f"{new} is not a directory")
+                raise FsError(errno.ENOTDIR, f"{new} is not a directory")
             if target.is_dir and not await self.is_empty_dir(new):
-                raise StoreError(errno.ENOTEMPTY, f"directory {new} is not empty")
+                raise FsError(errno.ENOTEMPTY, f"directory {new} is not empty")
         attrs.ctime_ns = time.time_ns()
         if attrs.is_dir:
             await self._rename_dir(old, new, attrs, target)
@@ -491,7 +512,7 @@ class Tree:
             self.pending[new] = self.pending.pop(old)
         else:
             src, dst = self.store.key(old), self.store.key(new)
-            await self.store.copy(src, dst, objects.metadata_for(attrs),
+            await self.multipart.copy(src, dst, objects.metadata_for(attrs),
                                   objects.content_type_for(new, attrs))
             await self.store.delete(src)
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
@@ -523,7 +544,7 @@ class Tree:
             head = await self.store.head(key)
             if head is None:
                 return
-            await self.store.copy(key, dst_prefix + key[len(src_prefix):],
+            await self.multipart.copy(key, dst_prefix + key[len(src_prefix):],
                                   head.get("Metadata") or {},
                                   head.get("ContentType") or objects.DEFAULT_CONTENT_TYPE)
 

@@ -1,0 +1,1 @@
+"""File data: open files, staged copies, prefetching reads, the local data cache."""

@@ -1,0 +1,1 @@
+"""Metadata: s3fs's object format, inode numbers, lookups, listings and namespace changes."""

@@ -1,0 +1,1 @@
+"""Running ocifs: command line, options, logging, the mount's lifecycle, the container entrypoint."""
