@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ocifs.targets import Target, cpu_seconds
+from .targets import Target, cpu_seconds
 
 KiB = 1024
 MiB = 1024 * KiB

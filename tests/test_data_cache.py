@@ -44,8 +44,7 @@ def small_disk(tmpfs):
 
 def read_all(prefetcher: Prefetcher, key: str, size: int, etag: str, step: int = MiB) -> bytes:
     async def main():
-        async with trio.open_nursery() as nursery:
-            prefetcher.nursery = nursery
+        async with prefetcher.background.running() as nursery:
             stream = prefetcher.stream(key, size, etag)
             data = b"".join([await stream.read(o, step) for o in range(0, size, step)])
             stream.close()

@@ -23,14 +23,16 @@ from ocifs.fuse.operations import KERNEL_CACHE_MAX, kernel_timeout
 from ocifs.run.mount import pidfile_path
 from ocifs.data.prefetch import CHUNK, Prefetcher
 from ocifs.s3.errors import StoreError
+from ocifs.s3.store import ObjectStore
 
 MiB = 1024 * 1024
 
 
 # -- the prefetcher alone ------------------------------------------------------------------
 
-class FakeStore:
-    """A store holding one object in memory, recording every ranged GET."""
+class FakeStore(ObjectStore):
+    """A store holding one object in memory, recording every ranged GET (the reads of the
+    ObjectStore protocol; any other request raises)."""
 
     def __init__(self, data: bytes, fail_at: int | None = None) -> None:
         self.data = data
@@ -42,9 +44,6 @@ class FakeStore:
         self.max_in_flight = 0
 
     async def get_range_tagged(self, key: str, start: int, length: int) -> tuple[bytes, str]:
-        return await self.get_range(key, start, length), self.etag
-
-    async def get_range(self, key: str, start: int, length: int) -> bytes:
         self.gets.append((start, length))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -52,16 +51,15 @@ class FakeStore:
             await trio.sleep(0.001)
             if self.fail_at is not None and start <= self.fail_at < start + length:
                 raise StoreError(5, "GET failed")
-            return self.data[start:start + length]
+            return self.data[start:start + length], self.etag
         finally:
             self.in_flight -= 1
 
 
 def run_with_prefetcher(store: FakeStore, body, budget: int = prefetch.BUDGET, cache=None):
     async def main():
-        async with trio.open_nursery() as nursery:
-            prefetcher = Prefetcher(store, budget=budget, cache=cache)  # type: ignore[arg-type]
-            prefetcher.nursery = nursery
+        prefetcher = Prefetcher(store, budget=budget, cache=cache)
+        async with prefetcher.background.running() as nursery:
             result = await body(prefetcher)
             nursery.cancel_scope.cancel()
         return prefetcher, result

@@ -605,12 +605,8 @@ def test_names_missing_from_a_recent_listing_are_absent_without_requests(client,
 
 async def in_background(tree, fn, *args):
     """``fn`` with the tree's background nursery open, as the mount runs lookups."""
-    async with trio.open_nursery() as nursery:
-        tree.background = nursery
-        try:
-            return await fn(*args)
-        finally:
-            tree.background = None
+    async with tree.background.running():
+        return await fn(*args)
 
 
 def test_a_lookup_fetches_the_page_the_listing_then_uses(client, store):

@@ -14,6 +14,7 @@ import trio
 
 from mock_s3 import aws, client  # noqa: F401 (fixtures)
 from ocifs.upload.journal import UploadJournal
+from ocifs.tasks import Background
 from ocifs.upload.multipart import Multipart
 from ocifs.s3.errors import StoreError
 from ocifs.units import MiB
@@ -51,9 +52,9 @@ def test_streamed_parts_then_finish(client, store, journal):
     seen: dict = {}
 
     async def main():
-        async with trio.open_nursery() as nursery:
-            uploader = Uploader.for_store(store, Multipart(store, journal))
-            uploader.nursery = nursery
+        background = Background()
+        async with background.running():
+            uploader = Uploader.for_store(store, Multipart(store, journal), background)
             with tempfile.TemporaryFile() as staged:
                 wb = FileWriteback(uploader, staged.fileno(), 0)
                 os.pwrite(staged.fileno(), data, 0)
@@ -156,7 +157,9 @@ def test_dirty_file_forgotten_by_the_kernel_is_uploaded_at_unmount(client, store
     from ocifs.meta.tree import Tree
 
     inodes = InodeTable()
-    files = OpenFiles(Tree(store, default_uid=0, default_gid=0), inodes)
+    multipart = Multipart(store, UploadJournal.in_memory())
+    files = OpenFiles(Tree(store, default_uid=0, default_gid=0, multipart=multipart), inodes,
+                      store, multipart)
     real_put = store.put_file
     failures = []
 

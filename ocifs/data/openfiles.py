@@ -16,22 +16,26 @@ import dataclasses
 import errno
 import logging
 import os
+from pathlib import Path
 import tempfile
 import time
 from typing import IO
 
 import trio
 
-from ocifs.meta import objects
-from ocifs.meta.inodes import InodeTable
 from ocifs.data.datacache import DataCache, same_etag
-from ocifs.meta.objects import ObjectAttrs
 from ocifs.data.prefetch import ObjectChanged, Prefetcher, ReadStream
 from ocifs.errors import FsError
-from ocifs.s3.errors import StoreError
+from ocifs.meta import objects
+from ocifs.meta.inodes import InodeTable
+from ocifs.meta.objects import ObjectAttrs
 from ocifs.meta.tree import Tree
-from ocifs.upload.writeback import FileWriteback, Target, Uploader
+from ocifs.s3.errors import StoreError
+from ocifs.s3.store import ObjectStore
+from ocifs.tasks import Background
 from ocifs.units import MiB
+from ocifs.upload.multipart import Multipart
+from ocifs.upload.writeback import FileWriteback, Target, Uploader
 
 log = logging.getLogger(__name__)
 
@@ -96,32 +100,33 @@ class OpenFiles:
     open sees the first one's writes; ``handles`` maps FUSE file handles to :class:`Handle`.
     ``limits`` says where local copies live (unlinked temporary files) and how much they hold;
     ``cache`` keeps data read from the bucket (:mod:`ocifs.data.datacache`; None: nothing kept).
-    ``uploader`` is what every file's write-back shares (store, part layout, the nursery of
-    background part uploads once :meth:`start` was called); ``prefetcher`` is what every
-    handle's reads share (byte budget, chunk requests in flight, the same nursery).
+    ``uploader`` is what every file's write-back shares (store, part layout, the mount's
+    ``background`` tasks that send parts); ``prefetcher`` is what every handle's reads share
+    (byte budget, chunk requests in flight, the same background tasks).
     """
 
-    def __init__(self, tree: Tree, inodes: InodeTable, limits: StagingLimits = StagingLimits(),
-                 cache: DataCache | None = None) -> None:
+    def __init__(self, tree: Tree, inodes: InodeTable, store: ObjectStore, multipart: Multipart,
+                 limits: StagingLimits = StagingLimits(), cache: DataCache | None = None,
+                 background: Background | None = None) -> None:
         self.tree = tree
         self.inodes = inodes
+        self.store = store
         self.limits = limits
-        self.uploader = Uploader.for_store(tree.store, tree.multipart)
-        self.prefetcher = Prefetcher(tree.store, cache=cache)
+        background = background or Background()
+        self.uploader = Uploader.for_store(store, multipart, background)
+        self.prefetcher = Prefetcher(store, cache=cache, background=background)
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
 
-    def start(self, nursery: trio.Nursery) -> None:
-        """Upload parts in the background from now on (in ``nursery``, which must outlive every
-        upload), and abort the multipart uploads a crashed mount of the same bucket left behind."""
-        self.uploader.nursery = nursery
-        self.prefetcher.nursery = nursery
-        nursery.start_soon(self._abort_orphans)
+    def start(self) -> None:
+        """The mount's background tasks run: abort the multipart uploads a crashed mount of the
+        same bucket left behind."""
+        self.uploader.background.start_soon(self._abort_orphans)
 
     async def _abort_orphans(self) -> None:
         try:
-            count = await self.uploader.multipart.journal.abort_orphans(self.tree.store)
+            count = await self.uploader.multipart.journal.abort_orphans(self.store)
         except Exception:  # noqa: BLE001 - housekeeping must never stop the mount
             log.exception("looking for multipart uploads left by a crash failed")
             return
@@ -140,6 +145,35 @@ class OpenFiles:
         self._next_fh += 1
         self.handles[fh] = Handle(file, etag=file.attrs.etag)
         return fh
+
+    def file_of(self, inode: int) -> OpenFile | None:
+        """The open file of ``inode``, if any handle on it is open (or it is still dirty)."""
+        return self.by_inode.get(inode)
+
+    async def set_attrs(self, file: OpenFile, new: ObjectAttrs) -> bool:
+        """Mode, owner or times set on an open file (chmod, chown, touch); returns whether the
+        file is dirty, in which case its upload stores them.  The attributes change in place:
+        until its first upload the tree lists the same object (``Tree.pending``)."""
+        async with file.lock:
+            for field in dataclasses.fields(new):
+                setattr(file.attrs, field.name, getattr(new, field.name))
+            file.meta_set = file.meta_set or file.dirty
+            return file.dirty
+
+    def dirty_paths(self) -> list[str]:
+        return [self.inodes.path(f.inode) for f in self.by_inode.values() if f.dirty]
+
+    def keep_unsaved(self) -> dict[str, Path | None]:
+        """Recovery copies of the dirty files (one made earlier of the same data is reused):
+        their staged copies are unlinked files, gone when the process exits."""
+        kept = {}
+        for file in list(self.by_inode.values()):
+            writeback = file.writeback
+            if not file.dirty or writeback is None or self.inodes.is_unlinked(file.inode):
+                continue
+            path = self.inodes.path(file.inode)
+            kept[path] = writeback.keep(path)
+        return kept
 
     def attrs_of(self, inode: int) -> ObjectAttrs | None:
         file = self.by_inode.get(inode)
@@ -182,17 +216,17 @@ class OpenFiles:
             path = self.inodes.path(file.inode)
             # The upload rewrites the metadata: it must carry what the object has.
             await self.tree.exact(path, file.attrs)
-            if keep > 0 and path not in self.tree.pending:
+            if keep > 0 and not self.tree.is_pending(path):
                 try:
                     # boto3 gets a descriptor of its own: it may close what it is given.
                     with os.fdopen(os.dup(staged.fileno()), "r+b") as target:
-                        await self.tree.store.download(self.tree.store.key(path), target)
+                        await self.store.download(self.store.key(path), target)
                 except BaseException:
                     staged.close()
                     raise
             staged.truncate(keep)
             file.staged = staged
-            base = keep if path not in self.tree.pending else 0
+            base = keep if not self.tree.is_pending(path) else 0
             file.writeback = FileWriteback(self.uploader, staged.fileno(), base)
         return file.staged
 
@@ -223,8 +257,7 @@ class OpenFiles:
             await self._stage(file, 0)
             file.dirty = True
         path = self.inodes.path(inode)
-        self.tree.pending[path] = file.attrs
-        self.tree.created(path)
+        self.tree.add_pending(path, file.attrs)
         return fh
 
     # -- data -----------------------------------------------------------------------------
@@ -246,7 +279,7 @@ class OpenFiles:
         if handle.changed:
             raise FsError(errno.EIO, f"{self.inodes.path(file.inode)} was replaced in the "
                                         "bucket while open; open it again")
-        key = self.tree.store.key(self.inodes.path(file.inode))
+        key = self.store.key(self.inodes.path(file.inode))
         if stream is None or stream.size != file.attrs.size or stream.key != key:
             if stream is not None:  # renamed or rewritten on this mount since: start afresh
                 stream.close()
@@ -314,7 +347,7 @@ class OpenFiles:
 
     def _target(self, file: OpenFile) -> Target:
         path = self.inodes.path(file.inode)
-        return Target(self.tree.store.key(path), objects.metadata_for(file.attrs),
+        return Target(self.store.key(path), objects.metadata_for(file.attrs),
                       objects.content_type_for(path, file.attrs), path)
 
     def _check_free_space(self, staged: IO[bytes], needed: int) -> None:
@@ -367,8 +400,7 @@ class OpenFiles:
             file.dirty = False
             file.dirty_bytes = 0
             file.attrs.etag = None
-            if self.tree.pending.pop(path, None) is not None:
-                self.tree.created(path)  # now an object: listings must show it
+            self.tree.pending_uploaded(path)
             if stored != target.metadata:
                 await self._store_late_metadata(file, path, stored, target.metadata)
             self.tree.remember(path, dataclasses.replace(file.attrs))

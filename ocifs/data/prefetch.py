@@ -30,7 +30,8 @@ import trio
 
 from ocifs.data.datacache import BLOCK, CacheEntry, DataCache, same_etag
 from ocifs.s3.errors import StoreError
-from ocifs.s3.store import Store
+from ocifs.s3.store import ObjectStore
+from ocifs.tasks import Background
 from ocifs.units import KiB, MiB
 
 log = logging.getLogger(__name__)
@@ -91,18 +92,19 @@ class Chunk:
 class Prefetcher:
     """What every :class:`ReadStream` of the mount shares: the store, the byte budget, the
     limit on chunk requests in flight (``request_limiter``: chunk GETs also take one of the
-    store's threads, so two of those are always left to other requests), the nursery the
-    chunk fetches run in (``None`` until :meth:`ocifs.data.openfiles.OpenFiles.start`: reads are
-    then all direct), and the data cache (``None``: none)."""
+    store's threads, so two of those are always left to other requests), the mount's
+    ``background`` tasks the chunk fetches run in (while it is not running, reads are all
+    direct), and the data cache (``None``: none)."""
 
-    def __init__(self, store: Store, budget: int = BUDGET,
-                 max_requests: int = MAX_REQUESTS, cache: DataCache | None = None) -> None:
+    def __init__(self, store: ObjectStore, budget: int = BUDGET,
+                 max_requests: int = MAX_REQUESTS, cache: DataCache | None = None,
+                 background: Background | None = None) -> None:
         self.store = store
         self.cache = cache
         self.budget = ByteBudget(budget)
         threads = int(store.limiter.total_tokens)
         self.request_limiter = trio.CapacityLimiter(max(1, min(max_requests, threads - 2)))
-        self.nursery: trio.Nursery | None = None
+        self.background = background or Background()
 
     def stream(self, key: str, size: int, etag: str | None = None) -> "ReadStream":
         """A stream of reads of ``key`` as it was when opened: ``etag`` (if known) picks the
@@ -242,7 +244,7 @@ class ReadStream:
     def _fill_window(self, offset: int) -> None:
         """Request chunks up to ``window`` bytes past ``offset``, as the budget allows."""
         prefetcher = self.prefetcher
-        if prefetcher.nursery is None or self.closed:
+        if not prefetcher.background.active or self.closed:
             return
         if not self.chunks or self.ahead < offset:
             self.ahead = offset
@@ -257,7 +259,7 @@ class ReadStream:
             chunk = Chunk(self.ahead, self.ahead + length)
             self.chunks.append(chunk)
             self.ahead = chunk.end
-            prefetcher.nursery.start_soon(self._fetch, chunk)
+            prefetcher.background.start_soon(self._fetch, chunk)
 
     async def _fetch(self, chunk: Chunk) -> None:
         prefetcher = self.prefetcher

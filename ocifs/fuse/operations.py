@@ -17,11 +17,10 @@ import time
 
 import pyfuse3
 
+from ocifs.data.openfiles import OpenFiles
+from ocifs.fuse.errors import fuse_errors
 from ocifs.meta.inodes import ROOT_INODE, InodeTable
 from ocifs.meta.objects import SYMLINK_MODE, ObjectAttrs
-from ocifs.data.datacache import DataCache
-from ocifs.data.openfiles import OpenFiles, StagingLimits
-from ocifs.fuse.errors import fuse_errors
 from ocifs.meta.tree import Tree, join
 
 log = logging.getLogger(__name__)
@@ -99,13 +98,12 @@ class Operations(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, tree: Tree, view: AttrView, limits: StagingLimits | None = None,
-                 cache: DataCache | None = None) -> None:
+    def __init__(self, tree: Tree, view: AttrView, files: OpenFiles, inodes: InodeTable) -> None:
         super().__init__()
         self.tree = tree
         self.view = view
-        self.inodes = InodeTable()
-        self.files = OpenFiles(tree, self.inodes, limits or StagingLimits(), cache)
+        self.inodes = inodes
+        self.files = files
         self._dirs: dict[int, DirHandle] = {}
         # inode -> ETag of the object version whose pages the kernel may hold (None: unknown).
         self._cached_etags: dict[int, str | None] = {}
@@ -288,7 +286,7 @@ class Operations(pyfuse3.Operations):
         if new.startswith(old + "/"):
             raise pyfuse3.FUSEError(errno.EINVAL)
         inode = self.inodes.inode_of(old)
-        open_file = self.files.by_inode.get(inode) if inode is not None else None
+        open_file = self.files.file_of(inode) if inode is not None else None
         # Land open files' data under the old names first (an upload in progress targets the
         # old key); the server-side copies then move it.
         moved = [open_file] if open_file is not None else []
@@ -338,20 +336,16 @@ class Operations(pyfuse3.Operations):
         if fields.update_atime:
             new.atime_ns = attr.st_atime_ns
         new.ctime_ns = time.time_ns()
-        open_file = self.files.by_inode.get(inode)
+        open_file = self.files.file_of(inode)
         if open_file is not None:
-            async with open_file.lock:
-                open_file.attrs.__dict__.update(dataclasses.asdict(new))
-                dirty = open_file.dirty
-                open_file.meta_set = open_file.meta_set or dirty
-            if not dirty:
+            if not await self.files.set_attrs(open_file, new):
                 await self.tree.put_attrs(path, dataclasses.replace(new))
         else:
             await self.tree.put_attrs(path, new)
         return self.view.entry(inode, new)
 
     async def _truncate(self, inode: int, attrs: ObjectAttrs, size: int) -> None:
-        open_file = self.files.by_inode.get(inode)
+        open_file = self.files.file_of(inode)
         if open_file is not None:
             await self.files.truncate(open_file, size)
             return

@@ -17,14 +17,15 @@ from typing import Callable, Iterable
 import cachetools
 import trio
 
+from ocifs.errors import FsError
 from ocifs.meta import objects
 from ocifs.meta.objects import ObjectAttrs
-from ocifs.s3.oci import has_control_characters
 from ocifs.s3.errors import StoreError
+from ocifs.s3.oci import has_control_characters
 from ocifs.s3.store import Store
+from ocifs.tasks import Background
 from ocifs.upload.journal import UploadJournal
 from ocifs.upload.multipart import Multipart
-from ocifs.errors import FsError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,14 @@ class SharedPage:
         return self.result
 
 
+def _keep(cache: cachetools.Cache, key: str, value: object) -> None:
+    """``cache[key] = value``, where a zero-size cache (an expiry of 0) keeps nothing."""
+    try:
+        cache[key] = value
+    except ValueError:  # cachetools: the value is larger than the cache
+        pass
+
+
 def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
     """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
     return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
@@ -115,7 +124,8 @@ class Tree:
     def __init__(self, store: Store, default_uid: int, default_gid: int,
                  stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000,
                  fast_list: bool = False, listing_expire: float = 1.0,
-                 max_listings: int = 1000, multipart: Multipart | None = None) -> None:
+                 max_listings: int = 1000, multipart: Multipart | None = None,
+                 background: Background | None = None) -> None:
         self.store = store
         # Server-side copies (chmod, rename) go through the mount's journal of multipart uploads.
         self.multipart = multipart or Multipart(store, UploadJournal.in_memory())
@@ -133,15 +143,12 @@ class Tree:
         self.pending: dict[str, ObjectAttrs] = {}
         self.pages: cachetools.Cache = _expiring(min(max_listings, MAX_PAGES), listing_expire)
         self.generation = 0
-        self.background: trio.Nursery | None = None
+        self.background = background or Background()  # where lookups' pages finish
 
     # -- caches ---------------------------------------------------------------------------
 
     def remember(self, path: str, attrs: ObjectAttrs | None) -> None:
-        try:
-            self.stat_cache[path] = attrs
-        except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
-            pass
+        _keep(self.stat_cache, path, attrs)
 
     def invalidate(self, path: str, subtree: bool = False) -> None:
         self.generation += 1
@@ -170,10 +177,23 @@ class Tree:
             names.discard(name_of(path))
 
     def _remember_names(self, path: str, names: set[str]) -> None:
-        try:
-            self.listed[path] = names
-        except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
-            pass
+        _keep(self.listed, path, names)
+
+    # -- files created here, not yet uploaded ---------------------------------------------
+
+    def add_pending(self, path: str, attrs: ObjectAttrs) -> None:
+        """A file created through this mount: listed and looked up here before its object
+        exists.  ``attrs`` is the open file's own (its size grows as it is written)."""
+        self.pending[path] = attrs
+        self.created(path)
+
+    def is_pending(self, path: str) -> bool:
+        return path in self.pending
+
+    def pending_uploaded(self, path: str) -> None:
+        """``path``'s object now exists: listings must show the object."""
+        if self.pending.pop(path, None) is not None:
+            self.created(path)
 
     # -- names ----------------------------------------------------------------------------
 
@@ -239,7 +259,7 @@ class Tree:
             nursery.start_soon(run, "marker", self.store.head, key + "/")
             if self.pages.maxsize:
                 page, fetch = self._page_entry(path)
-                if fetch and self.background is not None:
+                if fetch and self.background.active:
                     self.background.start_soon(self._fill_page_quietly, path, page)
                 elif fetch:
                     nursery.start_soon(self._fill_page, path, page)
@@ -268,10 +288,7 @@ class Tree:
         if page is not None and page.generation == self.generation and page.error is None:
             return page, False
         page = SharedPage(self.generation)
-        try:
-            self.pages[path] = page
-        except ValueError:  # a zero-size cache (listing_expire 0): not shared
-            pass
+        _keep(self.pages, path, page)  # with listing_expire 0: not shared
         return page, True
 
     async def _fill_page(self, path: str, page: SharedPage) -> None:
@@ -355,38 +372,34 @@ class Tree:
             else:
                 to_head.append((name, name in dirs))
 
-        if self.fast_list:
-            for name, is_dir in to_head:
-                if is_dir:
-                    attrs = objects.implicit_dir_attrs(self.default_uid, self.default_gid,
-                                                       self.mount_time_ns)
-                    attrs.from_listing = True
-                elif files[name]:
-                    attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
-                else:
-                    continue
-                if fresh:
-                    self.remember(join(path, name), attrs)
-                entries[name] = attrs
-            return sorted(entries.items())
-
+        heads: dict[str, dict | None] = {}
         keys = {name: self.store.key(join(path, name), directory=is_dir) for name, is_dir in to_head}
-        heads = await self.store.head_many(list(keys.values()))
-        fresh = self.generation == generation
+        if not self.fast_list:
+            heads = await self.store.head_many(list(keys.values()))
+            fresh = self.generation == generation
         for name, is_dir in to_head:
-            head = heads[keys[name]]
-            if head is not None:
-                attrs = objects.attrs_from_head(keys[name], head, self.default_uid, self.default_gid)
-            elif is_dir:
-                attrs = objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
-            elif files[name]:
-                attrs = objects.attrs_from_listing(files[name], self.default_uid, self.default_gid)
-            else:
+            attrs = self._listed_attrs(keys[name], heads.get(keys[name]), is_dir, files.get(name))
+            if attrs is None:
                 continue
             if fresh:
                 self.remember(join(path, name), attrs)
             entries[name] = attrs
         return sorted(entries.items())
+
+    def _listed_attrs(self, key: str, head: dict | None, is_dir: bool,
+                      listed: dict | None) -> ObjectAttrs | None:
+        """An entry's attributes from its HEAD when there is one (not with ``fast_list``),
+        else from what the listing says: an implicit directory, or a file's size and date
+        (``from_listing``).  None: a pending file's placeholder with nothing to show yet."""
+        if head is not None:
+            return objects.attrs_from_head(key, head, self.default_uid, self.default_gid)
+        if is_dir:
+            attrs = objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
+            attrs.from_listing = self.fast_list
+            return attrs
+        if listed:
+            return objects.attrs_from_listing(listed, self.default_uid, self.default_gid)
+        return None
 
     async def _listing(self, path: str) -> tuple[list[dict], list[str]]:
         """Directory ``path``'s listing (objects, common prefixes), from the cache or the store.
@@ -431,10 +444,7 @@ class Tree:
         return contents, prefixes
 
     def _keep_listing(self, path: str, listing: tuple[list[dict], list[str]]) -> None:
-        try:
-            self.listings[path] = listing
-        except ValueError:  # a zero-size cache (stat_cache_expire=0) keeps nothing
-            pass
+        _keep(self.listings, path, listing)
 
     async def is_empty_dir(self, path: str) -> bool:
         prefix = self._dir_prefix(path)

@@ -15,33 +15,35 @@ import errno
 import hashlib
 import logging
 import os
+from pathlib import Path
 import re
 import signal
 import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pyfuse3
 import trio
 
-from ocifs.meta import objects
-from ocifs.s3.credentials import Credentials, find_credentials
-from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
-from ocifs.upload.journal import UploadJournal, state_dir
-from ocifs.upload.multipart import Multipart
 from ocifs.data.datacache import DataCache, cache_dir, delete_cache
-from ocifs.data.openfiles import StagingLimits
+from ocifs.data.openfiles import OpenFiles, StagingLimits
 from ocifs.data.readahead import keep_read_ahead
+from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
+from ocifs.meta import objects
+from ocifs.meta.inodes import InodeTable
+from ocifs.meta.tree import Tree
+from ocifs.procfs import is_zombie, stat_fields
 from ocifs.run.logs import reopen_logs, setup_logging
 from ocifs.run.options import NO_EFFECT, MountOptions
-from ocifs.procfs import is_zombie, stat_fields
 from ocifs.s3.client import make_client
-from ocifs.units import MiB
+from ocifs.s3.credentials import Credentials, find_credentials
 from ocifs.s3.store import Store
-from ocifs.meta.tree import Tree
+from ocifs.tasks import Background
+from ocifs.units import MiB
+from ocifs.upload.journal import UploadJournal, state_dir
+from ocifs.upload.multipart import Multipart
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +231,13 @@ class Mount:
         opts = spec.options
         self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
         self.multipart = Multipart(self.store, self.journal)  # writes and copies alike
+        self.background = Background()  # part uploads, prefetched chunks, lookups' pages
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
                          stat_cache_expire=opts.stat_cache_expire,
                          max_stat_cache_size=opts.max_stat_cache_size, fast_list=opts.fast_list,
                          listing_expire=kernel_timeout(opts.stat_cache_expire),
-                         multipart=self.multipart)
+                         multipart=self.multipart, background=self.background)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
                         timeout=kernel_timeout(opts.stat_cache_expire))
         limits = StagingLimits(
@@ -242,7 +245,10 @@ class Mount:
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
             min_free_bytes=opts.ensure_diskfree * MiB)
         self.cache = _data_cache(opts, self.journal.tag)
-        self.operations = Operations(self.tree, view, limits, self.cache)
+        inodes = InodeTable()
+        files = OpenFiles(self.tree, inodes, self.store, self.multipart, limits, self.cache,
+                          self.background)
+        self.operations = Operations(self.tree, view, files, inodes)
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []
@@ -283,11 +289,10 @@ class Mount:
     async def _main(self) -> None:
         # Background part uploads live in a nursery of their own that outlives serving, so
         # the final uploads below can still use (and wait for) them.
-        async with trio.open_nursery() as uploads:
-            self.operations.files.start(uploads)
+        async with self.background.running() as uploads:
+            self.operations.files.start()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self.operations.tree.background = nursery
                 self._token = trio.lowlevel.current_trio_token()
                 if self._pending_stop is not None:
                     self.begin_stop(self._pending_stop)
@@ -295,7 +300,6 @@ class Mount:
                 nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
-            self.operations.tree.background = None
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
             if not self.unsaved and not self.giving_up:
                 timeout = self.spec.stop_timeout
@@ -332,8 +336,7 @@ class Mount:
         self._nursery.start_soon(self._drain_and_terminate, reason)
 
     def dirty_paths(self) -> list[str]:
-        return [self.operations.inodes.path(f.inode)
-                for f in self.operations.files.by_inode.values() if f.dirty]
+        return self.operations.files.dirty_paths()
 
     def give_up(self, reason: str) -> None:
         """Unmount now; whatever is still dirty is kept in recovery copies (made here, before
@@ -346,17 +349,7 @@ class Mount:
         self._drain_scope.cancel()
 
     def keep_unsaved(self) -> dict[str, Path | None]:
-        """Recovery copies of the dirty files (one made earlier of the same data is reused):
-        their staged copies are unlinked files, gone when the process exits."""
-        kept = {}
-        files = self.operations.files
-        for file in list(files.by_inode.values()):
-            writeback = file.writeback
-            if not file.dirty or writeback is None or self.operations.inodes.is_unlinked(file.inode):
-                continue
-            path = self.operations.inodes.path(file.inode)
-            kept[path] = writeback.keep(path)
-        return kept
+        return self.operations.files.keep_unsaved()
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -12,13 +12,13 @@ import email.utils
 from typing import Any
 
 import boto3
+from botocore.config import Config
 import botocore.session
 import botocore.utils
-from botocore.config import Config
 
 from ocifs.s3.credentials import Credentials
 from ocifs.s3.listparse import install_fast_listing
-from ocifs.s3.retries import RETRY_HANDLER_ID, install_paced_retries  # noqa: F401
+from ocifs.s3.retries import install_paced_retries
 
 # HEADs are small and mostly waiting for the round trip: a directory listing sends one per
 # entry not in the stat cache, so they get more threads (and connections) than other requests.

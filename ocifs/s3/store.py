@@ -14,11 +14,11 @@ import errno
 import logging
 import re
 import threading
-from typing import IO, Any, Callable, TypeVar
+from typing import IO, Any, Callable, Protocol, TypeVar
 
-import trio
 from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ReadFileChunk
+import trio
 
 from ocifs.s3.client import HEAD_THREADS
 from ocifs.s3.errors import StoreError, to_store_error
@@ -30,8 +30,48 @@ HEAD_BATCHES = 4  # listings sending their HEADs at once (HEAD_THREADS in flight
 MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
 
 
-class Store:
-    """One bucket (and key prefix) seen through a boto3 client.
+class ObjectStore(Protocol):
+    """What the layers above need of a bucket: one method per S3 request, errors as
+    :class:`~ocifs.s3.errors.StoreError`.  :class:`Store` is the boto3 implementation; a test
+    fake subclasses this protocol and implements what it serves (the rest raise)."""
+
+    prefix: str
+    limiter: trio.CapacityLimiter  # bounds the requests in flight (worker threads)
+
+    def key(self, path: str, directory: bool = False) -> str: raise NotImplementedError
+    def path_of(self, key: str) -> str: raise NotImplementedError
+    async def head(self, key: str) -> dict | None: raise NotImplementedError
+    async def head_many(self, keys: list[str]) -> dict[str, dict | None]: raise NotImplementedError
+    async def list_dir(self, prefix: str, max_keys: int | None = None,
+                       start_after: str | None = None) -> tuple[list[dict], list[str]]:
+        raise NotImplementedError
+    async def list_subtree_page(self, prefix: str) -> tuple[list[dict], bool]: raise NotImplementedError
+    async def list_recursive(self, prefix: str) -> list[dict]: raise NotImplementedError
+    async def get_range_tagged(self, key: str, start: int,
+                               length: int) -> tuple[bytes, str | None]: raise NotImplementedError
+    async def get_bytes(self, key: str) -> bytes: raise NotImplementedError
+    async def download(self, key: str, fileobj: IO[bytes]) -> None: raise NotImplementedError
+    async def put_bytes(self, key: str, data: bytes, metadata: dict[str, str],
+                        content_type: str) -> dict: raise NotImplementedError
+    async def put_file(self, key: str, fd: int, size: int, metadata: dict[str, str],
+                       content_type: str) -> dict: raise NotImplementedError
+    async def copy_object(self, src: str, dst: str, metadata: dict[str, str],
+                          content_type: str) -> None: raise NotImplementedError
+    async def delete(self, key: str) -> None: raise NotImplementedError
+    async def create_multipart(self, key: str, metadata: dict[str, str],
+                               content_type: str) -> dict: raise NotImplementedError
+    async def upload_part(self, key: str, upload_id: str, part: int, fd: int, start: int,
+                          length: int) -> str: raise NotImplementedError
+    async def upload_part_copy(self, key: str, upload_id: str, part: int, source_key: str,
+                               start: int, length: int) -> str: raise NotImplementedError
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 etags: dict[int, str]) -> dict: raise NotImplementedError
+    async def abort_multipart(self, key: str, upload_id: str) -> None: raise NotImplementedError
+    async def multipart_uploads(self, key_prefix: str) -> list[dict]: raise NotImplementedError
+
+
+class Store(ObjectStore):
+    """One bucket (and key prefix) seen through a boto3 client: the :class:`ObjectStore`.
 
     ``limiter`` bounds the worker threads doing requests, ``head_limiter`` those doing single
     HEADs (lookups: at least :data:`HEAD_THREADS`), ``batch_limiter`` the HEAD batches of

@@ -22,10 +22,10 @@ import hashlib
 import json
 import logging
 import os
+from pathlib import Path
 import re
 import shutil
 import time
-from pathlib import Path
 
 from ocifs.procfs import is_zombie, stat_fields
 from ocifs.s3.errors import StoreError

@@ -29,10 +29,11 @@ from typing import Callable
 
 import trio
 
-from ocifs.upload.multipart import Multipart
-from ocifs.upload.parts import PartLayout
 from ocifs.s3.errors import StoreError
 from ocifs.s3.store import Store
+from ocifs.tasks import Background
+from ocifs.upload.multipart import Multipart
+from ocifs.upload.parts import PartLayout
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 class Uploader:
     """What every file's write-back shares: the store, the part layout and the mount's nursery.
 
-    ``nursery`` runs the background part uploads; it is the Mount's and outlives every file
-    (None until :meth:`ocifs.data.openfiles.OpenFiles.start`: parts then go up at flush only).
+    ``background`` runs the part uploads; it is the Mount's and outlives every file (while it
+    is not running, parts go up at flush only).
     ``multipart`` creates, aborts and journals the multipart uploads.
     """
 
@@ -51,13 +52,14 @@ class Uploader:
     threshold: int
     parallel_count: int
     multipart: Multipart
-    nursery: trio.Nursery | None = None
+    background: Background = dataclasses.field(default_factory=Background)
 
     @classmethod
-    def for_store(cls, store: Store, multipart: Multipart) -> "Uploader":
+    def for_store(cls, store: Store, multipart: Multipart,
+                  background: Background | None = None) -> "Uploader":
         config = store.upload_config
         return cls(store, PartLayout(config.multipart_chunksize), config.multipart_threshold,
-                   config.max_request_concurrency, multipart)
+                   config.max_request_concurrency, multipart, background or Background())
 
 
 @dataclasses.dataclass
@@ -155,7 +157,7 @@ class FileWriteback:
 
         Waits (back-pressure) while ``parallel_count`` parts of this file are in flight.
         """
-        if self.uploader.nursery is None or size < self.uploader.threshold:
+        if not self.uploader.background.active or size < self.uploader.threshold:
             return
         part = self.stream_from
         while True:
@@ -185,9 +187,7 @@ class FileWriteback:
         except BaseException:
             del self.in_flight[part]
             raise
-        nursery = self.uploader.nursery
-        assert nursery is not None
-        nursery.start_soon(self._send, part, start, length, version, False)
+        self.uploader.background.start_soon(self._send, part, start, length, version, False)
 
     async def _send(self, part: int, start: int, length: int, version: int, copy: bool) -> None:
         """Upload (or copy) one part; runs as a task holding a slot, never raises."""
@@ -243,11 +243,11 @@ class FileWriteback:
             if self.upload_id is None:
                 await self._create(target)
             stored = self.upload_meta
-            if self.uploader.nursery is None:  # not started (no mount): parts go up from here
+            if self.uploader.background.active:
+                await self._send_missing(size, self.uploader.background.start_soon)
+            else:  # no mount running: the parts go up from here
                 async with trio.open_nursery() as nursery:
-                    await self._send_missing(size, nursery)
-            else:
-                await self._send_missing(size, self.uploader.nursery)
+                    await self._send_missing(size, nursery.start_soon)
             self.check()
             count = self.layout.count(size)
             etags = {part: self.done[part][0] for part in range(1, count + 1)}
@@ -278,9 +278,9 @@ class FileWriteback:
             log.info("%s: completion repeated after a lost answer; the first one had completed "
                      "the object", key)
 
-    async def _send_missing(self, size: int, nursery: trio.Nursery) -> None:
+    async def _send_missing(self, size: int, start_soon: Callable[..., None]) -> None:
         """Send every part of a ``size``-byte file this upload does not hold yet, in parallel
-        (tasks in ``nursery``), and wait for them."""
+        (tasks started by ``start_soon``), and wait for them."""
         count = self.layout.count(size)
         copied = 0
         for part in range(1, count + 1):
@@ -292,7 +292,7 @@ class FileWriteback:
             copied += length if copy else 0
             self.in_flight[part] = self.versions.get(part, 0)
             await self.slots.acquire()
-            nursery.start_soon(self._send, part, start, length, self.in_flight[part], copy)
+            start_soon(self._send, part, start, length, self.in_flight[part], copy)
         await self.wait_in_flight()
         if copied:
             log.info("%s: %d unchanged bytes copied server-side (UploadPartCopy)",
