@@ -162,19 +162,18 @@ class Tree:
 
     def created(self, path: str) -> None:
         """``path`` now exists (made through this mount): its directory's listings say so."""
-        self.generation += 1
-        self.listings.pop(parent_of(path), None)
-        names = self.listed.get(parent_of(path))
-        if names is not None:
-            names.add(name_of(path))
+        self._entry_changed(path, exists=True)
 
     def removed(self, path: str) -> None:
         """``path`` no longer exists (removed through this mount)."""
+        self._entry_changed(path, exists=False)
+
+    def _entry_changed(self, path: str, exists: bool) -> None:
         self.generation += 1
         self.listings.pop(parent_of(path), None)
         names = self.listed.get(parent_of(path))
         if names is not None:
-            names.discard(name_of(path))
+            (names.add if exists else names.discard)(name_of(path))
 
     def _remember_names(self, path: str, names: set[str]) -> None:
         _keep(self.listed, path, names)

@@ -223,11 +223,8 @@ class Store(ObjectStore):
 
     async def list_recursive(self, prefix: str) -> list[dict]:
         """Every object under ``prefix`` (no delimiter), all pages."""
-        def list_all() -> list[dict]:
-            paginator = self.client.get_paginator("list_objects_v2")
-            return [obj for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
-                    for obj in page.get("Contents", [])]
-        return await self._run(f"LIST {prefix}", list_all)
+        return await self._run(f"LIST {prefix}", self._all_pages, "list_objects_v2", prefix,
+                               "Contents")
 
     async def get_range_tagged(self, key: str, start: int, length: int) -> tuple[bytes, str | None]:
         """Bytes ``[start, start+length)`` of ``key`` (fewer at its end) and the ETag of the
@@ -340,11 +337,14 @@ class Store(ObjectStore):
 
     async def multipart_uploads(self, key_prefix: str) -> list[dict]:
         """ListMultipartUploads under ``key_prefix``: every upload not completed nor aborted."""
-        def list_all() -> list[dict]:
-            paginator = self.client.get_paginator("list_multipart_uploads")
-            return [upload for page in paginator.paginate(Bucket=self.bucket, Prefix=key_prefix)
-                    for upload in page.get("Uploads", [])]
-        return await self._run(f"LIST MULTIPART {key_prefix}", list_all)
+        return await self._run(f"LIST MULTIPART {key_prefix}", self._all_pages,
+                               "list_multipart_uploads", key_prefix, "Uploads")
+
+    def _all_pages(self, operation: str, prefix: str, member: str) -> list[dict]:
+        """Every item of ``member`` in every page of a paginated listing (blocking)."""
+        paginator = self.client.get_paginator(operation)
+        return [item for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                for item in page.get(member, [])]
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
