@@ -36,7 +36,8 @@ def _describe(value: Any) -> str:
 
 
 def fuse_errors(method: F) -> F:
-    """Turn filesystem and store failures into the errno the caller sees; log them once, without a traceback.
+    """Turn filesystem and store failures into the errno the caller sees; log them once,
+    without a traceback.
 
     At ``dbglevel=dbg`` each operation leaves one compact line:
     ``op(args) -> ok|ERRNO  1.2 ms``.

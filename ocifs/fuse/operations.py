@@ -1,8 +1,8 @@
 """The pyfuse3 Operations: a thin layer from kernel requests to the tree and open files.
 
-Each method maps inodes to paths, calls :mod:`ocifs.meta.tree` (namespace) or
-:mod:`ocifs.data.openfiles` (data), and turns :class:`~ocifs.s3.store.StoreError` into the errno the
-caller sees.  Attributes shown to the kernel are derived in one place (:class:`AttrView`),
+Each method maps inodes to paths and calls :mod:`ocifs.meta.tree` (namespace) or
+:mod:`ocifs.data.openfiles` (data); :func:`ocifs.fuse.errors.fuse_errors` turns their failures
+into the errno the caller sees.  Attributes shown to the kernel are derived in one place (:class:`AttrView`),
 which applies the ``uid``/``gid``/``umask`` options the way s3fs does.
 """
 
@@ -22,6 +22,7 @@ from ocifs.fuse.errors import fuse_errors
 from ocifs.meta.inodes import ROOT_INODE, InodeTable
 from ocifs.meta.objects import SYMLINK_MODE, ObjectAttrs
 from ocifs.meta.tree import Tree, join
+from ocifs.units import MiB
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ KERNEL_CACHE_MAX = 1.0  # seconds the kernel may keep an entry or attributes, at
 # st_blksize: the I/O size programs pick from stat() (cp: 1 MiB requests instead of 128 KiB;
 # stdio: 8 KiB buffers, its maximum, instead of 4 KiB).  Every request is a round trip through
 # Python, so fewer, bigger ones are faster; 1 MiB is the most the kernel sends in one.
-IO_BLOCK = 1024 * 1024
+IO_BLOCK = MiB
 
 
 def kernel_timeout(stat_cache_expire: float) -> float:

@@ -371,13 +371,16 @@ class Tree:
             else:
                 to_head.append((name, name in dirs))
 
+        keys: dict[str, str] = {}
         heads: dict[str, dict | None] = {}
-        keys = {name: self.store.key(join(path, name), directory=is_dir) for name, is_dir in to_head}
-        if not self.fast_list:
+        if not self.fast_list:  # fast_list: the listing alone, no key needed
+            keys = {name: self.store.key(join(path, name), directory=is_dir)
+                    for name, is_dir in to_head}
             heads = await self.store.head_many(list(keys.values()))
             fresh = self.generation == generation
         for name, is_dir in to_head:
-            attrs = self._listed_attrs(keys[name], heads.get(keys[name]), is_dir, files.get(name))
+            key = keys.get(name, "")
+            attrs = self._listed_attrs(key, heads.get(key), is_dir, files.get(name))
             if attrs is None:
                 continue
             if fresh:
