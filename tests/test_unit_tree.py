@@ -16,6 +16,7 @@ from ocifs.errors import FsError
 from ocifs.s3.errors import StoreError
 from ocifs.units import MiB
 from ocifs.s3.store import Store
+from ocifs.meta.cache import MetaCache
 from ocifs.meta.tree import Tree, join, name_of, parent_of, split_subtree
 
 BUCKET = "ocifs-unit-tree"
@@ -151,30 +152,30 @@ def test_invalidate_subtree(client, tree):
     put(client, "t/a", b"1")
     put(client, "t/b/c", b"1")
     put(client, "tt", b"1")
-    tree.invalidate("t", subtree=True)
+    tree.cache.changed("t", subtree=True)
     assert run(tree.stat, "t/a") is not None
     assert run(tree.stat, "t/b/c") is not None
     assert run(tree.stat, "tt") is None  # not below "t/": still cached
 
 
 def test_no_cache_when_expire_zero(client, store):
-    tree = Tree(store, UID, GID, stat_cache_expire=0)
+    tree = Tree(store, UID, GID, cache=MetaCache(stat_expire=0))
     assert run(tree.stat, "late") is None
     put(client, "late", b"now")
     assert run(tree.stat, "late") is not None
 
 
 def test_cache_size_bounded(client, store):
-    tree = Tree(store, UID, GID, max_stat_cache_size=2)
+    tree = Tree(store, UID, GID, cache=MetaCache(max_stats=2))
     for name in ("a", "b", "c", "d"):
         run(tree.stat, name)
-    assert len(tree.stat_cache) <= 2
+    assert tree.cache.attrs_count() <= 2
 
 
 def test_stat_pending_file(tree, client):
     attrs = file_attrs(size=0)
-    tree.pending["new.txt"] = attrs
-    assert run(tree.stat, "new.txt") is attrs
+    tree.add_pending("new.txt", attrs)
+    assert run(tree.stat, "new.txt") == attrs
     assert not exists(client, "new.txt")
 
 
@@ -211,7 +212,7 @@ def test_listdir(client, tree):
     assert got["marked"].mode == stat.S_IFDIR | 0o700 and got["marked"].has_marker
     assert got["implicit"].is_dir and not got["implicit"].has_marker
     # listing fills the attribute cache
-    assert tree.stat_cache.get("top/zeta.txt") is got["zeta.txt"]
+    assert tree.cache.attrs("top/zeta.txt") is got["zeta.txt"]
 
 
 def test_listdir_root(client, tree):
@@ -229,19 +230,19 @@ def test_listdir_empty_marker_dir(client, tree):
 def test_listdir_includes_pending(client, tree):
     put(client, "p/existing", b"1")
     attrs = file_attrs()
-    tree.pending["p/new"] = attrs
-    tree.pending["p/sub/deeper"] = file_attrs()
-    tree.pending["other"] = file_attrs()
+    tree.add_pending("p/new", attrs)
+    tree.add_pending("p/sub/deeper", file_attrs())
+    tree.add_pending("other", file_attrs())
     entries = dict(run(tree.listdir, "p"))
     assert sorted(entries) == ["existing", "new"]
-    assert entries["new"] is attrs
+    assert entries["new"] == attrs
 
 
 def test_listdir_pending_overrides_stored(client, tree):
     put(client, "q/f", b"old", {"mode": "33188"})
     attrs = file_attrs(mode=0o600, size=99)
-    tree.pending["q/f"] = attrs
-    assert dict(run(tree.listdir, "q"))["f"] is attrs
+    tree.add_pending("q/f", attrs)
+    assert dict(run(tree.listdir, "q"))["f"] == attrs
 
 
 def test_listdir_many_entries(client, tree):
@@ -282,7 +283,7 @@ def test_is_empty_dir(client, tree):
     assert run(tree.is_empty_dir, "full") is False
     assert run(tree.is_empty_dir, "nested") is False
     assert run(tree.is_empty_dir, "imp") is False
-    tree.pending["e/new"] = file_attrs()
+    tree.add_pending("e/new", file_attrs())
     assert run(tree.is_empty_dir, "e") is False
 
 
@@ -387,17 +388,17 @@ def test_rename_dir_over_empty_dir(client, tree):
 def test_rename_dir_moves_pending_children(client, tree):
     put(client, "pd/", ctype=DIR_CT)
     attrs = file_attrs()
-    tree.pending["pd/new"] = attrs
+    tree.add_pending("pd/new", attrs)
     run(tree.rename, "pd", "qd", run(tree.stat, "pd"))
-    assert "pd/new" not in tree.pending
-    assert tree.pending["qd/new"] is attrs
+    assert not tree.is_pending("pd/new")
+    assert run(tree.stat, "qd/new") == attrs
 
 
 def test_rename_pending_file(client, tree):
     attrs = file_attrs()
-    tree.pending["p1"] = attrs
+    tree.add_pending("p1", attrs)
     run(tree.rename, "p1", "p2", attrs)
-    assert "p1" not in tree.pending and tree.pending["p2"] is attrs
+    assert not tree.is_pending("p1") and run(tree.stat, "p2") == attrs
     assert not exists(client, "p1") and not exists(client, "p2")
 
 
@@ -406,9 +407,9 @@ def test_rename_pending_file_over_stored_file(client, tree):
     # the old contents of the target come back.
     put(client, "target", b"old contents")
     attrs = file_attrs()
-    tree.pending["fresh"] = attrs
+    tree.add_pending("fresh", attrs)
     run(tree.rename, "fresh", "target", attrs)
-    assert tree.pending["target"] is attrs
+    assert run(tree.stat, "target") == attrs
     assert not exists(client, "target")
 
 
@@ -463,9 +464,9 @@ def test_remove_file(client, tree):
     run(tree.remove_file, "gone")
     assert not exists(client, "gone")
     assert run(tree.stat, "gone") is None
-    tree.pending["pend"] = file_attrs()
+    tree.add_pending("pend", file_attrs())
     run(tree.remove_file, "pend")
-    assert "pend" not in tree.pending
+    assert not tree.is_pending("pend")
 
 
 # -- listing cache ---------------------------------------------------------------------------
@@ -487,7 +488,7 @@ def count_listings(store) -> list[str]:
 
 
 def test_listing_cache_asks_once_and_sees_local_changes_at_once(client, store):
-    tree = Tree(store, UID, GID, listing_expire=60)
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60))
     put(client, "lc/a", b"1")
     calls = count_listings(store)
     names = lambda: [n for n, _ in run(tree.listdir, "lc")]  # noqa: E731
@@ -501,7 +502,7 @@ def test_listing_cache_asks_once_and_sees_local_changes_at_once(client, store):
     assert names() == ["b", "d"]
     run(tree.rename, "lc/b", "lc/c", file_attrs(size=1))
     assert names() == ["c", "d"]
-    assert len(tree.listings) <= 1000
+    assert tree.cache.listings_count() <= 1000
 
 
 TREE_KEYS = ["t/", "t/a", "t/b/", "t/b/c", "t/b/d/e", "t/b/d/f", "t/b-x", "t/b0/g", "t/é/h",
@@ -522,7 +523,7 @@ def test_split_subtree_answers_what_delimited_listings_answer(client, store):
 
 
 def test_one_subtree_listing_serves_every_directory_below(client, store):
-    tree = Tree(store, UID, GID, listing_expire=60)
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60))
     for key in TREE_KEYS:
         put(client, key, b"k")
     calls = count_listings(store)
@@ -537,7 +538,7 @@ def test_one_subtree_listing_serves_every_directory_below(client, store):
 def test_a_subtree_bigger_than_a_page_lists_right_at_no_extra_cost(client, store):
     """The first subtree page holds 1,000 keys: the small directory before the big one is
     covered whole (cached), the big one is not, and the listing goes on after the page."""
-    tree = Tree(store, UID, GID, listing_expire=60)
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60))
     keys = ["p/a0", "p/a1", "p/abc/1", "p/abc/2"] + [f"p/big/{i:04d}" for i in range(1001)]
     keys += ["p/z0", "p/z1"]
     for key in keys:
@@ -554,7 +555,7 @@ def test_a_subtree_bigger_than_a_page_lists_right_at_no_extra_cost(client, store
 
 
 def test_a_store_refusing_start_after_still_lists_whole(client, store, monkeypatch):
-    tree = Tree(store, UID, GID, listing_expire=60)
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60))
     for key in [f"q/{i:04d}" for i in range(1003)] + ["q/sub/x"]:
         put(client, key, b"k")
     real = store.list_dir
@@ -571,7 +572,7 @@ def test_a_store_refusing_start_after_still_lists_whole(client, store, monkeypat
 def test_listing_cache_expires_and_can_be_off(client, store):
     put(client, "le/a", b"1")
     for expire in (0, 0.2):
-        tree = Tree(store, UID, GID, listing_expire=expire)
+        tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=expire))
         assert "a" in [n for n, _ in run(tree.listdir, "le")]
         put(client, f"le/new{expire}", b"2")
         if expire:
@@ -580,7 +581,7 @@ def test_listing_cache_expires_and_can_be_off(client, store):
 
 
 def test_names_missing_from_a_recent_listing_are_absent_without_requests(client, store):
-    tree = Tree(store, UID, GID, stat_cache_expire=60, listing_expire=0.5)
+    tree = Tree(store, UID, GID, cache=MetaCache(stat_expire=60, listing_expire=0.5))
     put(client, "ng/a", b"1")
     run(tree.listdir, "ng")
     heads = []
@@ -612,7 +613,7 @@ async def in_background(tree, fn, *args):
 def test_a_lookup_fetches_the_page_the_listing_then_uses(client, store):
     for key in ["m/", "m/a", "m/sub/b", "implicit/c", "implicit/d/e"]:
         put(client, key, b"k")
-    tree = Tree(store, UID, GID, listing_expire=60, fast_list=True)
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60), fast_list=True)
     calls = count_listings(store)
 
     async def lookup_then_list(path):
@@ -629,7 +630,7 @@ def test_a_lookup_fetches_the_page_the_listing_then_uses(client, store):
 def test_a_failed_background_page_is_asked_for_again(client, store, monkeypatch):
     put(client, "fp/", b"")
     put(client, "fp/a", b"1")
-    tree = Tree(store, UID, GID, listing_expire=60)
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60))
     real = store.list_subtree_page
     failures = []
 
@@ -647,7 +648,7 @@ def test_a_failed_background_page_is_asked_for_again(client, store, monkeypatch)
 def test_a_change_during_a_listing_is_shown_and_the_listing_not_cached(client, store):
     for key in ["g/a", "g/b"]:
         put(client, key, b"k")
-    tree = Tree(store, UID, GID, stat_cache_expire=60, listing_expire=60, fast_list=True)
+    tree = Tree(store, UID, GID, cache=MetaCache(stat_expire=60, listing_expire=60), fast_list=True)
     calls = count_listings(store)
     counted = store.list_subtree_page
     fetched, release = trio.Event(), trio.Event()
@@ -675,7 +676,7 @@ def test_a_change_during_a_listing_is_shown_and_the_listing_not_cached(client, s
 def test_without_a_listing_cache_a_lookup_asks_for_one_key(client, store, monkeypatch):
     put(client, "one/a", b"1")
     put(client, "one/b", b"2")
-    tree = Tree(store, UID, GID, stat_cache_expire=0, listing_expire=0)
+    tree = Tree(store, UID, GID, cache=MetaCache(stat_expire=0, listing_expire=0))
     asked = []
     real_page, real_dir = store.list_subtree_page, store.list_dir
 

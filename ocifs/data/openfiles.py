@@ -152,8 +152,8 @@ class OpenFiles:
 
     async def set_attrs(self, file: OpenFile, new: ObjectAttrs) -> bool:
         """Mode, owner or times set on an open file (chmod, chown, touch); returns whether the
-        file is dirty, in which case its upload stores them.  The attributes change in place:
-        until its first upload the tree lists the same object (``Tree.pending``)."""
+        file is dirty, in which case its upload stores them.  They change in place, under the
+        file's lock, so that work in flight on the file (an upload's metadata) sees them."""
         async with file.lock:
             for field in dataclasses.fields(new):
                 setattr(file.attrs, field.name, getattr(new, field.name))
@@ -400,7 +400,7 @@ class OpenFiles:
             file.dirty = False
             file.dirty_bytes = 0
             file.attrs.etag = None
-            self.tree.pending_uploaded(path)
+            self.tree.pending_uploaded(path, file.attrs)
             if stored != target.metadata:
                 await self._store_late_metadata(file, path, stored, target.metadata)
             self.tree.remember(path, dataclasses.replace(file.attrs))

@@ -14,11 +14,11 @@ import posixpath
 import time
 from typing import Callable, Iterable
 
-import cachetools
 import trio
 
 from ocifs.errors import FsError
 from ocifs.meta import objects
+from ocifs.meta.cache import UNKNOWN, Listing, MetaCache, SharedPage
 from ocifs.meta.objects import ObjectAttrs
 from ocifs.s3.errors import StoreError
 from ocifs.s3.oci import has_control_characters
@@ -29,9 +29,7 @@ from ocifs.upload.multipart import Multipart
 
 log = logging.getLogger(__name__)
 
-_MISSING = object()
 MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
-MAX_PAGES = 64  # subtree pages kept for a listing to come (each up to 1,000 keys)
 
 
 def join(parent: str, name: str) -> str:
@@ -73,126 +71,61 @@ def split_subtree(prefix: str, objs: list[dict]) -> dict[str, tuple[list[dict], 
     return listings
 
 
-class SharedPage:
-    """One subtree page (ListObjectsV2 without delimiter), for every caller that asks for it
-    while it is in flight or kept; ``generation`` is the tree's when it was asked for."""
-
-    def __init__(self, generation: int) -> None:
-        self.generation = generation
-        self.done = trio.Event()
-        self.result: tuple[list[dict], bool] | None = None
-        self.error: StoreError | None = None
-
-    async def wait(self) -> tuple[list[dict], bool]:
-        await self.done.wait()
-        if self.error is not None:
-            raise StoreError(self.error.errno, str(self.error), self.error.code)
-        assert self.result is not None
-        return self.result
-
-
-def _keep(cache: cachetools.Cache, key: str, value: object) -> None:
-    """``cache[key] = value``, where a zero-size cache (an expiry of 0) keeps nothing."""
-    try:
-        cache[key] = value
-    except ValueError:  # cachetools: the value is larger than the cache
-        pass
-
-
-def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
-    """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
-    return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
-
-
 class Tree:
     """Path-level view of the bucket.
 
-    ``stat_cache`` maps path -> attributes (``None`` is a cached "no such path", the negative
-    cache), expiring after ``stat_cache_expire`` seconds.  ``pending`` holds files created
-    locally and not yet uploaded: they are visible to lookups and listings on this mount
-    before any object exists.  ``default_uid``/``default_gid`` own objects without metadata.
-    ``fast_list`` makes listings take attributes from ListObjectsV2 alone (no HEADs).
-    ``listings`` keeps each directory's raw listing for ``listing_expire`` seconds (so ``ls``
-    then ``ls -l``, or a ``find`` walking back up, ask once); a change made through this mount
-    drops the listings it affects at once.  ``listed`` keeps the names a directory held when
-    it was last listed (or created here), for as long, kept up to date with this mount's own
-    changes: meanwhile a name missing from it is absent without asking the bucket (files
-    created in a directory just made or listed cost no lookups; another client's new name
-    may be missed for that long, as the kernel's entry cache may miss it too).
+    Its caches are one :class:`MetaCache`, told of every change made here.  ``_pending`` holds
+    files created locally and not yet uploaded: they are visible to lookups and listings on this
+    mount before any object exists, with the attributes they were created with (the open file's
+    own, kept by ``OpenFiles``, are the current ones).  ``default_uid``/``default_gid`` own
+    objects without metadata.  ``fast_list`` makes listings take attributes from ListObjectsV2
+    alone (no HEADs).
     """
 
     def __init__(self, store: Store, default_uid: int, default_gid: int,
-                 stat_cache_expire: float = 900.0, max_stat_cache_size: int = 100000,
-                 fast_list: bool = False, listing_expire: float = 1.0,
-                 max_listings: int = 1000, multipart: Multipart | None = None,
-                 background: Background | None = None) -> None:
+                 cache: MetaCache | None = None, fast_list: bool = False,
+                 multipart: Multipart | None = None, background: Background | None = None) -> None:
         self.store = store
+        self.cache = cache or MetaCache()
         # Server-side copies (chmod, rename) go through the mount's journal of multipart uploads.
         self.multipart = multipart or Multipart(store, UploadJournal.in_memory())
         self.fast_list = fast_list
-        self.listings: cachetools.Cache = _expiring(max_listings, listing_expire)
-        self.listed: cachetools.Cache = _expiring(max_listings, listing_expire)
         self.default_uid = default_uid
         self.default_gid = default_gid
         self.mount_time_ns = time.time_ns()
-        if stat_cache_expire > 0:
-            self.stat_cache: cachetools.Cache = cachetools.TTLCache(
-                maxsize=max_stat_cache_size, ttl=stat_cache_expire)
-        else:
-            self.stat_cache = cachetools.Cache(maxsize=0)
-        self.pending: dict[str, ObjectAttrs] = {}
-        self.pages: cachetools.Cache = _expiring(min(max_listings, MAX_PAGES), listing_expire)
-        self.generation = 0
+        self._pending: dict[str, ObjectAttrs] = {}
         self.background = background or Background()  # where lookups' pages finish
 
     # -- caches ---------------------------------------------------------------------------
 
     def remember(self, path: str, attrs: ObjectAttrs | None) -> None:
-        _keep(self.stat_cache, path, attrs)
+        """What ``path`` is now, its directory's names unchanged (a metadata change)."""
+        self.cache.learned(path, attrs)
 
-    def invalidate(self, path: str, subtree: bool = False) -> None:
-        self.generation += 1
-        self.stat_cache.pop(path, None)
-        self.listings.pop(parent_of(path), None)
-        if subtree:
-            for cache in (self.stat_cache, self.listings, self.listed):
-                cache.pop(path, None)
-                for cached in [p for p in list(cache.keys()) if p.startswith(path + "/")]:
-                    cache.pop(cached, None)
-
-    def created(self, path: str) -> None:
-        """``path`` now exists (made through this mount): its directory's listings say so."""
-        self._entry_changed(path, exists=True)
-
-    def removed(self, path: str) -> None:
-        """``path`` no longer exists (removed through this mount)."""
-        self._entry_changed(path, exists=False)
-
-    def _entry_changed(self, path: str, exists: bool) -> None:
-        self.generation += 1
-        self.listings.pop(parent_of(path), None)
-        names = self.listed.get(parent_of(path))
-        if names is not None:
-            (names.add if exists else names.discard)(name_of(path))
-
-    def _remember_names(self, path: str, names: set[str]) -> None:
-        _keep(self.listed, path, names)
+    def invalidate(self, path: str) -> None:
+        """``path`` may have changed in a way this mount does not know: ask the bucket again."""
+        self.cache.changed(path)
 
     # -- files created here, not yet uploaded ---------------------------------------------
 
     def add_pending(self, path: str, attrs: ObjectAttrs) -> None:
         """A file created through this mount: listed and looked up here before its object
-        exists.  ``attrs`` is the open file's own (its size grows as it is written)."""
-        self.pending[path] = attrs
-        self.created(path)
+        exists, with a copy of ``attrs`` (the open file keeps the current ones)."""
+        self._pending[path] = dataclasses.replace(attrs)
+        self.cache.changed(path, self._pending[path])
 
     def is_pending(self, path: str) -> bool:
-        return path in self.pending
+        return path in self._pending
 
-    def pending_uploaded(self, path: str) -> None:
-        """``path``'s object now exists: listings must show the object."""
-        if self.pending.pop(path, None) is not None:
-            self.created(path)
+    def pending_uploaded(self, path: str, attrs: ObjectAttrs) -> None:
+        """``path``'s object now exists with ``attrs``: lookups and listings show the object."""
+        if self._pending.pop(path, None) is not None:
+            self.cache.changed(path, dataclasses.replace(attrs))
+        else:
+            self.remember(path, dataclasses.replace(attrs))
+
+    def _pending_in(self, path: str) -> list[str]:
+        return [p for p in self._pending if parent_of(p) == path]
 
     # -- names ----------------------------------------------------------------------------
 
@@ -220,13 +153,12 @@ class Tree:
         request): it is looked for in its parent's listing first, and asked for only when the
         store holds it (so the store accepts such names).
         """
-        if path in self.pending:
-            return self.pending[path]
-        cached = self.stat_cache.get(path, _MISSING)
-        if cached is not _MISSING:
+        if path in self._pending:
+            return self._pending[path]
+        cached = self.cache.attrs(path)
+        if cached is not UNKNOWN:
             return cached  # type: ignore[return-value]
-        names = self.listed.get(parent_of(path)) if path else None
-        if names is not None and name_of(path) not in names:
+        if self.cache.listed_absent(path):
             return None  # not in its directory's listing, which is younger than listing_expire
         if has_control_characters(path):
             attrs = await self._fetch_listed(path)
@@ -256,8 +188,8 @@ class Tree:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "file", self.store.head, key)
             nursery.start_soon(run, "marker", self.store.head, key + "/")
-            if self.pages.maxsize:
-                page, fetch = self._page_entry(path)
+            if self.cache.keeps_pages:
+                page, fetch = self.cache.page(path)
                 if fetch and self.background.active:
                     self.background.start_soon(self._fill_page_quietly, path, page)
                 elif fetch:
@@ -280,24 +212,14 @@ class Tree:
             return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
         return None
 
-    def _page_entry(self, path: str) -> tuple[SharedPage, bool]:
-        """The subtree page of ``path`` asked for in this generation, or a new one (and True:
-        the caller must fill it with :meth:`_fill_page`)."""
-        page = self.pages.get(path)
-        if page is not None and page.generation == self.generation and page.error is None:
-            return page, False
-        page = SharedPage(self.generation)
-        _keep(self.pages, path, page)  # with listing_expire 0: not shared
-        return page, True
-
     async def _fill_page(self, path: str, page: SharedPage) -> None:
         try:
             page.result = await self.store.list_subtree_page(self._dir_prefix(path))
         except StoreError as exc:
             page.error = exc
             raise
-        except BaseException:  # cancelled: whoever waits must not wait forever
-            page.error = StoreError(errno.EIO, f"LIST {path}/: interrupted")
+        except BaseException:
+            page.interrupted(path)
             raise
         finally:
             page.done.set()
@@ -310,7 +232,7 @@ class Tree:
             log.debug("subtree page of %r: %s", path, exc)
 
     async def _subtree_page(self, path: str) -> tuple[list[dict], bool]:
-        page, fetch = self._page_entry(path)
+        page, fetch = self.cache.page(path)
         if fetch:
             await self._fill_page(path, page)
         return await page.wait()
@@ -330,7 +252,7 @@ class Tree:
         full = await self._fetch(path)
         if full is not None:
             objects.with_headers_of(attrs, full)
-            if path not in self.pending:
+            if path not in self._pending:
                 self.remember(path, dataclasses.replace(attrs))
         return attrs
 
@@ -343,11 +265,11 @@ class Tree:
         size and date are enough.
         """
         prefix = self._dir_prefix(path)
-        generation = self.generation
+        generation = self.cache.generation
         contents, prefixes = await self._listing(path)
         # A change made here while the listing was asked for: show it, but cache nothing
         # from a listing that may predate it.
-        fresh = self.generation == generation
+        fresh = self.cache.generation == generation
         files: dict[str, dict] = {}
         for obj in contents:
             name = obj["Key"][len(prefix):]
@@ -355,18 +277,16 @@ class Tree:
                 files[name] = obj
         dirs = {p[len(prefix):-1] for p in prefixes}
         dirs = {d for d in dirs if is_entry_name(d) and d not in files}
-        for pending_path in self.pending:
-            if parent_of(pending_path) == path:
-                files.setdefault(name_of(pending_path), {})
-        if fresh:
-            self._remember_names(path, set(files) | dirs)
+        for pending_path in self._pending_in(path):
+            files.setdefault(name_of(pending_path), {})
+        self.cache.keep_names(path, set(files) | dirs, since=generation)
 
         entries: dict[str, ObjectAttrs] = {}
         to_head: list[tuple[str, bool]] = []
         for name in list(files) + list(dirs):
             child = join(path, name)
-            attrs = self.pending.get(child) or self.stat_cache.get(child)
-            if attrs is not None:
+            attrs = self._pending.get(child) or self.cache.attrs(child)
+            if isinstance(attrs, ObjectAttrs):
                 entries[name] = attrs
             else:
                 to_head.append((name, name in dirs))
@@ -377,7 +297,7 @@ class Tree:
             keys = {name: self.store.key(join(path, name), directory=is_dir)
                     for name, is_dir in to_head}
             heads = await self.store.head_many(list(keys.values()))
-            fresh = self.generation == generation
+            fresh = self.cache.generation == generation
         for name, is_dir in to_head:
             key = keys.get(name, "")
             attrs = self._listed_attrs(key, heads.get(key), is_dir, files.get(name))
@@ -403,7 +323,7 @@ class Tree:
             return objects.attrs_from_listing(listed, self.default_uid, self.default_gid)
         return None
 
-    async def _listing(self, path: str) -> tuple[list[dict], list[str]]:
+    async def _listing(self, path: str) -> Listing:
         """Directory ``path``'s listing (objects, common prefixes), from the cache or the store.
 
         The store is first asked for one page of the whole subtree (no delimiter): when the
@@ -413,14 +333,13 @@ class Tree:
         first entries, and every subdirectory the page covers whole; the delimited listing then
         goes on after the page's last key, so a big directory costs no extra request.
         """
-        listing = self.listings.get(path)
+        listing = self.cache.listing(path)
         if listing is not None:
             return listing
-        generation = self.generation
+        generation = self.cache.generation
         prefix = self._dir_prefix(path)
         page, truncated = await self._subtree_page(path)
-        self.pages.pop(path, None)  # used; the listing is cached instead
-        cache = self.generation == generation  # else a change came since: use it, keep nothing
+        self.cache.page_used(path)
         last = page[-1]["Key"] if page else ""
         below = split_subtree(prefix, page)
         contents, prefixes = below.pop(prefix)
@@ -429,8 +348,8 @@ class Tree:
             # page when the page's last key sorts after all of its keys.
             whole = not truncated or (last > sub_prefix and not last.startswith(sub_prefix))
             sub_path = sub_prefix[len(prefix):-1]
-            if cache and whole and all(is_entry_name(part) for part in sub_path.split("/")):
-                self._keep_listing(join(path, sub_path), sub_listing)
+            if whole and all(is_entry_name(part) for part in sub_path.split("/")):
+                self.cache.keep_listing(join(path, sub_path), sub_listing, since=generation)
         if truncated:
             try:
                 more, more_prefixes = await self.store.list_dir(prefix, start_after=last)
@@ -441,19 +360,14 @@ class Tree:
             seen = {obj["Key"] for obj in contents}
             contents = contents + [obj for obj in more if obj["Key"] not in seen]
             prefixes = sorted(set(prefixes) | set(more_prefixes))
-        if self.generation == generation:  # also no change while the rest was listed
-            self._keep_listing(path, (contents, prefixes))
+        self.cache.keep_listing(path, (contents, prefixes), since=generation)
         return contents, prefixes
-
-    def _keep_listing(self, path: str, listing: tuple[list[dict], list[str]]) -> None:
-        _keep(self.listings, path, listing)
 
     async def is_empty_dir(self, path: str) -> bool:
         prefix = self._dir_prefix(path)
         contents, prefixes = await self.store.list_dir(prefix, max_keys=2)
         others = [o for o in contents if o["Key"] != prefix] + prefixes
-        local = [p for p in self.pending if parent_of(p) == path]
-        return not others and not local
+        return not others and not self._pending_in(path)
 
     # -- changes --------------------------------------------------------------------------
 
@@ -473,36 +387,31 @@ class Tree:
     async def mkdir(self, path: str, attrs: ObjectAttrs) -> None:
         await self.store.put_bytes(self.store.key(path, directory=True), b"",
                                    objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
-        self.remember(path, attrs)
-        self.invalidate(parent_of(path))
-        self.created(path)
-        self._remember_names(path, set())  # made here, so known to be empty
+        self.cache.changed(path, attrs)
+        self.cache.changed(parent_of(path))  # an implicit parent now has a marker below it
+        self.cache.keep_names(path, set(), since=self.cache.generation)  # made here: empty
 
     async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
         data = target.encode("utf-8", "surrogateescape")
         attrs.size = len(data)
         await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
                                    objects.DEFAULT_CONTENT_TYPE)
-        self.remember(path, attrs)
-        self.created(path)
+        self.cache.changed(path, attrs)
 
     async def readlink(self, path: str) -> str:
         data = await self.store.get_bytes(self.store.key(path))
         return data.decode("utf-8", "surrogateescape")
 
     async def remove_file(self, path: str) -> None:
-        if self.pending.pop(path, None) is None:
+        if self._pending.pop(path, None) is None:
             await self.store.delete(self.store.key(path))
-        self.remember(path, None)
-        self.removed(path)
+        self.cache.changed(path, None)
 
     async def remove_dir(self, path: str, attrs: ObjectAttrs) -> None:
         if not await self.is_empty_dir(path):
             raise FsError(errno.ENOTEMPTY, f"directory {path} is not empty")
         await self.store.delete(self.store.key(path, directory=True))
-        self.invalidate(path, subtree=True)
-        self.remember(path, None)
-        self.removed(path)
+        self.cache.changed(path, None, subtree=True)
 
     async def rename(self, old: str, new: str, attrs: ObjectAttrs) -> None:
         """Copy then delete (s3fs's way); a directory moves object by object, not atomically."""
@@ -518,22 +427,19 @@ class Tree:
         attrs.ctime_ns = time.time_ns()
         if attrs.is_dir:
             await self._rename_dir(old, new, attrs, target)
-        elif old in self.pending:
-            if target is not None and new not in self.pending:
+        elif old in self._pending:
+            if target is not None and new not in self._pending:
                 await self.store.delete(self.store.key(new))
-            self.pending[new] = self.pending.pop(old)
+            del self._pending[old]
+            self._pending[new] = dataclasses.replace(attrs)
         else:
             src, dst = self.store.key(old), self.store.key(new)
             await self.multipart.copy(src, dst, objects.metadata_for(attrs),
                                   objects.content_type_for(new, attrs))
             await self.store.delete(src)
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
-        self.remember(old, None)
-        self.invalidate(old, subtree=True)
-        self.invalidate(new, subtree=True)
-        self.removed(old)
-        self.created(new)
-        self.remember(new, attrs)
+        self.cache.changed(old, None, subtree=True)
+        self.cache.changed(new, attrs, subtree=True)
 
     async def _rename_dir(self, old: str, new: str, attrs: ObjectAttrs,
                           target: ObjectAttrs | None) -> None:
@@ -564,8 +470,8 @@ class Tree:
         await self._for_each(self.store.delete, files)
         for marker in reversed(markers):
             await self.store.delete(marker)
-        for pending_path in [p for p in self.pending if p.startswith(old + "/")]:
-            self.pending[new + pending_path[len(old):]] = self.pending.pop(pending_path)
+        for pending_path in [p for p in self._pending if p.startswith(old + "/")]:
+            self._pending[new + pending_path[len(old):]] = self._pending.pop(pending_path)
 
     @staticmethod
     async def _for_each(fn: Callable, items: Iterable) -> None:

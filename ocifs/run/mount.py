@@ -32,6 +32,7 @@ from ocifs.data.openfiles import OpenFiles, StagingLimits
 from ocifs.data.readahead import keep_read_ahead
 from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
 from ocifs.meta import objects
+from ocifs.meta.cache import MetaCache
 from ocifs.meta.inodes import InodeTable
 from ocifs.meta.tree import Tree
 from ocifs.procfs import is_zombie, stat_fields
@@ -234,10 +235,11 @@ class Mount:
         self.background = Background()  # part uploads, prefetched chunks, lookups' pages
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
-                         stat_cache_expire=opts.stat_cache_expire,
-                         max_stat_cache_size=opts.max_stat_cache_size, fast_list=opts.fast_list,
-                         listing_expire=kernel_timeout(opts.stat_cache_expire),
-                         multipart=self.multipart, background=self.background)
+                         cache=MetaCache(stat_expire=opts.stat_cache_expire,
+                                         max_stats=opts.max_stat_cache_size,
+                                         listing_expire=kernel_timeout(opts.stat_cache_expire)),
+                         fast_list=opts.fast_list, multipart=self.multipart,
+                         background=self.background)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
                         timeout=kernel_timeout(opts.stat_cache_expire))
         limits = StagingLimits(

@@ -1,0 +1,177 @@
+"""What a mount remembers of the bucket's metadata, kept consistent by one call.
+
+Four bounded caches live here and nowhere else: attributes by path (``None`` is a cached "no
+such path", the negative cache), raw directory listings, the names a directory held when it was
+last listed, and subtree pages on their way to a listing.  A change made through this mount is
+one :meth:`MetaCache.changed` call, which updates or drops whatever it affects; the generation it
+bumps lets a listing that was asked for before a change be used once but not kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import posixpath
+from typing import Final
+
+import cachetools
+import trio
+
+from ocifs.meta.objects import ObjectAttrs
+from ocifs.s3.errors import StoreError
+
+MAX_PAGES = 64  # subtree pages kept for a listing to come (each up to 1,000 keys)
+Listing = tuple[list[dict], list[str]]  # (objects, common prefixes), as ListObjectsV2 gives them
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Final = _Unknown()  # a path changed in a way this mount does not know: ask again
+
+
+class SharedPage:
+    """One subtree page (ListObjectsV2 without delimiter), for every caller that asks for it
+    while it is in flight or kept; ``generation`` is the cache's when it was asked for."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.done = trio.Event()
+        self.result: tuple[list[dict], bool] | None = None
+        self.error: StoreError | None = None
+
+    async def wait(self) -> tuple[list[dict], bool]:
+        await self.done.wait()
+        if self.error is not None:
+            raise StoreError(self.error.errno, str(self.error), self.error.code)
+        assert self.result is not None
+        return self.result
+
+    def interrupted(self, path: str) -> None:
+        """The request was cancelled: whoever waits must not wait forever."""
+        self.error = StoreError(errno.EIO, f"LIST {path}/: interrupted")
+
+
+def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
+    """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
+    return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
+
+
+def _keep(cache: cachetools.Cache, key: str, value: object) -> None:
+    """``cache[key] = value``, where a zero-size cache (an expiry of 0) keeps nothing."""
+    try:
+        cache[key] = value
+    except ValueError:  # cachetools: the value is larger than the cache
+        pass
+
+
+def _purge(cache: cachetools.Cache, path: str) -> None:
+    cache.pop(path, None)
+    for cached in [p for p in list(cache.keys()) if p.startswith(path + "/")]:
+        cache.pop(cached, None)
+
+
+class MetaCache:
+    """The metadata caches of one mount.
+
+    Attributes expire after ``stat_expire`` seconds; listings, listed names and pages after
+    ``listing_expire`` (so ``ls`` then ``ls -l``, or a ``find`` walking back up, ask once).
+    """
+
+    def __init__(self, stat_expire: float = 900.0, max_stats: int = 100000,
+                 listing_expire: float = 1.0, max_listings: int = 1000) -> None:
+        self._stats = _expiring(max_stats, stat_expire)
+        self._listings = _expiring(max_listings, listing_expire)
+        self._names = _expiring(max_listings, listing_expire)
+        self._pages = _expiring(min(max_listings, MAX_PAGES), listing_expire)
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Changes made through this mount so far: compare before and after a request to tell
+        whether what it answered may predate one."""
+        return self._generation
+
+    # -- the one call for a change -------------------------------------------------------
+
+    def changed(self, path: str, attrs: ObjectAttrs | None | _Unknown = UNKNOWN,
+                subtree: bool = False) -> None:
+        """``path`` was created, removed or replaced through this mount.
+
+        ``attrs`` is what it is now (``None``: gone; :data:`UNKNOWN`: ask the bucket again).
+        Its directory's listing is dropped and its listed names follow; with ``subtree``, all
+        that was cached below ``path`` goes too (a directory removed or renamed).
+        """
+        self._generation += 1
+        parent = posixpath.dirname(path)
+        self._listings.pop(parent, None)
+        if subtree:
+            for cache in (self._stats, self._listings, self._names):
+                _purge(cache, path)
+        if attrs is UNKNOWN:
+            self._stats.pop(path, None)
+            return
+        _keep(self._stats, path, attrs)
+        names = self._names.get(parent)
+        if names is not None and path:
+            (names.discard if attrs is None else names.add)(posixpath.basename(path))
+
+    # -- attributes ----------------------------------------------------------------------
+
+    def attrs(self, path: str) -> ObjectAttrs | None | _Unknown:
+        """What is known of ``path``: its attributes, None (known absent) or UNKNOWN."""
+        return self._stats.get(path, UNKNOWN)
+
+    def learned(self, path: str, attrs: ObjectAttrs | None) -> None:
+        """What the bucket said ``path`` is (or a metadata-only change made here: the names
+        around it are unchanged)."""
+        _keep(self._stats, path, attrs)
+
+    def attrs_count(self) -> int:
+        return len(self._stats)
+
+    # -- listings ------------------------------------------------------------------------
+
+    def listing(self, path: str) -> Listing | None:
+        return self._listings.get(path)
+
+    def keep_listing(self, path: str, listing: Listing, since: int) -> None:
+        """Keep directory ``path``'s listing, asked for at generation ``since``, unless a change
+        came meanwhile (the listing may predate it)."""
+        if since == self._generation:
+            _keep(self._listings, path, listing)
+
+    def listings_count(self) -> int:
+        return len(self._listings)
+
+    def listed_absent(self, path: str) -> bool:
+        """Whether ``path``'s directory was listed (or made here) lately without it: absent
+        without asking the bucket."""
+        names = self._names.get(posixpath.dirname(path)) if path else None
+        return names is not None and posixpath.basename(path) not in names
+
+    def keep_names(self, path: str, names: set[str], since: int) -> None:
+        if since == self._generation:
+            _keep(self._names, path, names)
+
+    # -- subtree pages -------------------------------------------------------------------
+
+    @property
+    def keeps_pages(self) -> bool:
+        """Whether a page can be kept for a listing to come (not with ``listing_expire`` 0)."""
+        return bool(self._pages.maxsize)
+
+    def page(self, path: str) -> tuple[SharedPage, bool]:
+        """The subtree page of ``path`` asked for since the last change, or a new one (and
+        True: the caller must fill it)."""
+        page = self._pages.get(path)
+        if page is not None and page.generation == self._generation and page.error is None:
+            return page, False
+        page = SharedPage(self._generation)
+        _keep(self._pages, path, page)  # with listing_expire 0: not shared
+        return page, True
+
+    def page_used(self, path: str) -> None:
+        """A listing was made of ``path``'s page: the listing is kept instead."""
+        self._pages.pop(path, None)
