@@ -9,15 +9,23 @@ single place that knows the format (REFERENCE §2):
 - ``x-amz-meta-mode`` holds the decimal ``st_mode`` including the type bits, ``-uid``/``-gid``
   the owner, ``-mtime``/``-ctime``/``-atime`` ``sec`` or ``sec.nnnnnnnnn``;
 - a symlink is an object whose body is the target, mode ``S_IFLNK|0777``;
+- FIFOs, sockets and devices are empty objects whose mode carries their type; a device's number
+  is kept in ``x-amz-meta-rdev`` (decimal; s3fs itself stores none and shows 0);
+- extended attributes (``use_xattr``) are one header, ``x-amz-meta-xattr``: URL-encoded JSON
+  ``{"name":"base64(value)",...}`` (see :func:`encode_xattrs`);
 - objects without metadata are files 0640 / directories 0750, owned by the mounting user.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
 import mimetypes
+import re
 import stat
+import urllib.parse
 from typing import Any, Mapping
 
 DIR_CONTENT_TYPE = "application/x-directory"
@@ -26,7 +34,7 @@ DEFAULT_FILE_MODE = stat.S_IFREG | 0o640
 DEFAULT_DIR_MODE = stat.S_IFDIR | 0o750
 SYMLINK_MODE = stat.S_IFLNK | 0o777
 
-_OWN_META = frozenset({"mode", "uid", "gid", "mtime", "ctime", "atime"})
+_OWN_META = frozenset({"mode", "uid", "gid", "mtime", "ctime", "atime", "xattr", "rdev"})
 
 # Content types s3fs and other tools have used to mark a directory object without a trailing "/".
 _DIR_CONTENT_TYPES = (DIR_CONTENT_TYPE, "httpd/unix-directory")
@@ -42,7 +50,9 @@ class ObjectAttrs:
     ``extra_meta`` (``x-amz-meta-*`` keys other tools wrote) are kept across chmod and rename,
     as s3fs keeps them.  ``from_listing`` says the object's headers were not read (attributes
     from a ListObjectsV2 entry): mode, owner and times are defaults, so anything that rewrites
-    the metadata must read the headers first (:func:`with_headers_of`).
+    the metadata must read the headers first (:func:`with_headers_of`).  ``xattrs`` are the
+    extended attributes (name -> value; None: the object has no ``x-amz-meta-xattr`` header),
+    ``rdev`` a device's number.
     """
 
     mode: int
@@ -57,6 +67,8 @@ class ObjectAttrs:
     content_type: str | None = None
     extra_meta: dict[str, str] = dataclasses.field(default_factory=dict)
     from_listing: bool = False
+    xattrs: dict[str, bytes] | None = None
+    rdev: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -137,6 +149,7 @@ def attrs_from_head(
     atime = parse_time_ns(meta.get("atime")) or mtime
     uid = _parse_int(meta.get("uid"))
     gid = _parse_int(meta.get("gid"))
+    is_device = stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
     return ObjectAttrs(
         mode=mode,
         size=0 if stat.S_ISDIR(mode) else size,
@@ -149,6 +162,8 @@ def attrs_from_head(
         has_marker=True,
         content_type=content_type or None,
         extra_meta={k: v for k, v in meta.items() if k not in _OWN_META},
+        xattrs=decode_xattrs(meta["xattr"]) if "xattr" in meta else None,
+        rdev=(_parse_int(meta.get("rdev")) or 0) if is_device else 0,
     )
 
 
@@ -177,6 +192,8 @@ def with_headers_of(attrs: ObjectAttrs, full: ObjectAttrs) -> None:
     attrs.mtime_ns, attrs.ctime_ns, attrs.atime_ns = full.mtime_ns, full.ctime_ns, full.atime_ns
     attrs.has_marker, attrs.content_type = full.has_marker, full.content_type
     attrs.extra_meta = dict(full.extra_meta)
+    attrs.xattrs = None if full.xattrs is None else dict(full.xattrs)
+    attrs.rdev = full.rdev
     attrs.from_listing = False
 
 
@@ -187,8 +204,12 @@ def implicit_dir_attrs(uid: int, gid: int, mtime_ns: int = 0) -> ObjectAttrs:
 
 
 def metadata_for(attrs: ObjectAttrs) -> dict[str, str]:
-    """The ``x-amz-meta-*`` headers (without the prefix, as boto3 wants them) for ``attrs``."""
-    return {
+    """The ``x-amz-meta-*`` headers (without the prefix, as boto3 wants them) for ``attrs``.
+
+    The xattr header goes with every copy and upload, so rename, chmod and writes keep it; it is
+    left out when no attribute is left (as s3fs removes it).
+    """
+    meta = {
         **attrs.extra_meta,
         "mode": str(attrs.mode),
         "uid": str(attrs.uid),
@@ -197,6 +218,58 @@ def metadata_for(attrs: ObjectAttrs) -> dict[str, str]:
         "ctime": format_time_ns(attrs.ctime_ns),
         "atime": format_time_ns(attrs.atime_ns),
     }
+    if attrs.xattrs:
+        meta["xattr"] = encode_xattrs(attrs.xattrs)
+    if attrs.rdev and (stat.S_ISCHR(attrs.mode) or stat.S_ISBLK(attrs.mode)):
+        meta["rdev"] = str(attrs.rdev)
+    return meta
+
+
+# -- extended attributes: s3fs's x-amz-meta-xattr ---------------------------------------------
+#
+# s3fs writes {"name":"base64","name2":"base64"} (names in byte order, no spaces), URL-encodes
+# the whole (every byte but letters, digits and "-_.~/" as %XX), and parses it back by cutting
+# at "," and at each pair's first ":", then stripping the quotes: a name holding '"', "," or
+# ":" breaks its parser.  Such characters (and "\\" and control characters) are written here
+# as JSON \uXXXX escapes, which s3fs keeps as part of the name without harm to the others; they
+# are decoded when read.
+
+_NAME_ESCAPES = frozenset('"\\,:') | frozenset(chr(c) for c in range(0x20)) | {"\x7f"}
+_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*"([^"]*)"')
+_ESCAPED = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _escape_name(name: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" if c in _NAME_ESCAPES else c for c in name)
+
+
+def encode_xattrs(xattrs: Mapping[str, bytes]) -> str:
+    """The ``x-amz-meta-xattr`` value for ``xattrs`` (names are str with surrogate escapes for
+    bytes that are not UTF-8, as :func:`os.fsdecode` gives them)."""
+    items = sorted((name.encode("utf-8", "surrogateescape"), value) for name, value in xattrs.items())
+    body = ",".join(
+        '"%s":"%s"' % (_escape_name(name.decode("utf-8", "surrogateescape")),
+                       base64.b64encode(value).decode("ascii"))
+        for name, value in items)
+    raw = ("{" + body + "}").encode("utf-8", "surrogateescape")
+    return urllib.parse.quote_from_bytes(raw, safe="/")
+
+
+def decode_xattrs(header: str) -> dict[str, bytes]:
+    """Extended attributes from an ``x-amz-meta-xattr`` value written by s3fs or ocifs; a pair
+    that does not parse is skipped (as s3fs skips it), never an error."""
+    text = urllib.parse.unquote_to_bytes(header).decode("utf-8", "surrogateescape")
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return {}
+    result: dict[str, bytes] = {}
+    for match in _PAIR.finditer(text[start + 1:end]):
+        name = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), match.group(1))
+        try:
+            result[name] = base64.b64decode(match.group(2), validate=False)
+        except (binascii.Error, ValueError):
+            continue
+    return result
 
 
 def content_type_for(name: str, attrs: ObjectAttrs) -> str:
