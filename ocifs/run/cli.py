@@ -33,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _mount_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bucket", help="BUCKET or BUCKET:/PREFIX")
-    parser.add_argument("mountpoint", help="existing empty directory")
+    parser.add_argument("bucket", help="BUCKET or BUCKET:/PREFIX (or -o bucket=...)")
+    parser.add_argument("mountpoint", nargs="?", help="existing empty directory")
     _option_arguments(parser)
 
 
@@ -107,9 +107,16 @@ def _options(args: argparse.Namespace, extra: list[str] | None = None):
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    bucket, prefix = parse_bucket(args.bucket)
     options = _options(args)
-    spec = MountSpec(bucket, prefix, args.mountpoint, options, foreground=args.foreground,
+    where, mountpoint = args.bucket, args.mountpoint
+    if mountpoint is None:  # s3fs's "s3fs MOUNTPOINT -o bucket=NAME"
+        if not options.bucket:
+            raise MountError("missing mountpoint (or give the bucket as -o bucket=NAME)")
+        where, mountpoint = options.bucket, args.bucket
+    elif options.bucket:
+        raise MountError("the bucket is given twice: on the command line and as -o bucket=")
+    bucket, prefix = parse_bucket(where)
+    spec = MountSpec(bucket, prefix, mountpoint, options, foreground=args.foreground,
                      stop_timeout=options.stop_timeout)
     prepare(spec)
     if spec.foreground:

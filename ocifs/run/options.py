@@ -13,6 +13,7 @@ import os
 from typing import Any, Iterable
 
 from ocifs.s3 import oci
+from ocifs.s3.requests import STORAGE_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,28 @@ NO_EFFECT = {
     "nocopyapi": "ocifs always uses server-side copies",
     "norenameapi": "ocifs always renames with server-side copies",
     "streamupload": "ocifs always uploads big sequential writes while they are written",
-    "use_xattr": "extended attributes are not supported",
+    "multireq_max": "folded into max_thread_count (as in s3fs 1.96)",
+    "listobjectsv2": "ocifs always lists with ListObjectsV2",
+    "noxmlns": "obsolete in s3fs; listings are parsed with or without the namespace",
+    "imdsv1only": "botocore asks IMDSv2 first and falls back to IMDSv1 by itself",
+    "cipher_suites": "botocore cannot choose TLS cipher suites; Python's defaults are used",
+    "nodnscache": "ocifs keeps no DNS cache of its own",
+    "nosscache": "ocifs keeps no TLS session cache of its own",
+    "ipresolve": "connections use whatever address family the resolver returns",
+    "check_cache_dir_exist": "ocifs creates and checks its cache directory at every mount",
+    "free_space_ratio": "use ensure_diskfree (MiB) for the space kept free on the cache disk",
+    "set_check_cache_sigusr1": "ocifs checks each cached copy by ETag when it is used",
+    "no_time_stamp_msg": "timestamps in the log come from logging's own format",
+    "insecure_logging": "ocifs never logs secrets",
+}
+
+# s3fs options refused with their reason: accepting them would mislead.
+REFUSED = {
+    "credlib": "ocifs cannot load s3fs's credential libraries; use passwd_file, the "
+               "environment, iam_role or ecs",
+    "credlib_opts": "goes with credlib, which ocifs cannot load",
+    "ibm_iam_auth": "IBM IAM tokens are not supported; use HMAC keys (passwd_file)",
+    "ibm_iam_endpoint": "goes with ibm_iam_auth, which is not supported",
 }
 
 
@@ -134,6 +156,76 @@ class MountOptions:
         "filesystem subtype shown in /proc/mounts as fuse.SUBTYPE"))
     s3fs_mtab: bool = dataclasses.field(default=False, metadata=_opt(
         "show the mount as s3fs does (s3fs ... fuse.s3fs) for tools that look for it", "flag"))
+    bucket: str | None = dataclasses.field(default=None, metadata=_opt(
+        "BUCKET[:/PATH] given as an option instead of on the command line"))
+    host: str | None = dataclasses.field(default=None, metadata=_opt(
+        "older form of url (https:// is added when no scheme is given)"))
+    servicepath: str = dataclasses.field(default="/", metadata=_opt(
+        "path prefix of the service on the endpoint, appended to url"))
+    no_check_certificate: bool = dataclasses.field(default=False, metadata=_opt(
+        "do not check the endpoint's TLS certificate", "flag"))
+    ssl_verify_hostname: int = dataclasses.field(default=2, metadata=_opt(
+        "0: do not check the certificate's host name (ocifs then skips the whole certificate "
+        "check)", "int"))
+    ssl_client_cert: str | None = dataclasses.field(default=None, metadata=_opt(
+        "client certificate CERT[:TYPE[:KEY[:KEYTYPE]]] (PEM files) for TLS"))
+    proxy: str | None = dataclasses.field(default=None, metadata=_opt(
+        "HTTP(S) proxy [SCHEME://]HOST[:PORT]"))
+    proxy_cred_file: str | None = dataclasses.field(default=None, metadata=_opt(
+        "file with the proxy's USER:PASS (no group/other permissions)"))
+    iam_role: str | None = dataclasses.field(default=None, metadata=_opt(
+        "credentials from the instance metadata service (auto or the role's name)", "optstr",
+        bare="auto"))
+    ecs: bool = dataclasses.field(default=False, metadata=_opt(
+        "credentials from the container credentials endpoint (ECS/EKS)", "flag"))
+    use_session_token: bool = dataclasses.field(default=False, metadata=_opt(
+        "refuse credentials without a session token", "flag"))
+    public_bucket: bool = dataclasses.field(default=False, metadata=_opt(
+        "anonymous, unsigned requests (no credentials needed)", "flag"))
+    enable_unsigned_payload: bool = dataclasses.field(default=False, metadata=_opt(
+        "send UNSIGNED-PAYLOAD instead of hashing request bodies", "flag"))
+    use_sse: str | None = dataclasses.field(default=None, metadata=_opt(
+        "server-side encryption: 1 (SSE-S3), kmsid[:ID]/k (SSE-KMS), custom[:FILE]/c (SSE-C)",
+        "optstr", bare="1"))
+    load_sse_c: str | None = dataclasses.field(default=None, metadata=_opt(
+        "file of SSE-C keys (one per line) for use_sse=custom"))
+    storage_class: str = dataclasses.field(default="standard", metadata=_opt(
+        "storage class of new objects", "choice", choices=STORAGE_CLASSES))
+    use_rrs: bool = dataclasses.field(default=False, metadata=_opt(
+        "older form of storage_class=reduced_redundancy", "flag"))
+    requester_pays: bool = dataclasses.field(default=False, metadata=_opt(
+        "send x-amz-request-payer: requester", "flag"))
+    list_object_max_keys: int = dataclasses.field(default=1000, metadata=_opt(
+        "keys asked per listing request", "int"))
+    noua: bool = dataclasses.field(default=False, metadata=_opt(
+        "send no User-Agent header", "flag"))
+    instance_name: str | None = dataclasses.field(default=None, metadata=_opt(
+        "name added to the User-Agent and to the mount's first log line"))
+    mime: str | None = dataclasses.field(default=None, metadata=_opt(
+        "mime.types file giving Content-Type by extension (default: the system's, /etc/mime.types)"))
+    ahbe_conf: str | None = dataclasses.field(default=None, metadata=_opt(
+        "file of extra upload headers by name suffix or reg:REGEX (s3fs's format)"))
+    bucket_size: str | None = dataclasses.field(default=None, metadata=_opt(
+        "size statfs (df) reports, e.g. 1TiB, 500GB (default: 16 EiB, as s3fs)"))
+    tmpdir: str | None = dataclasses.field(default=None, metadata=_opt(
+        "directory of staging files without use_cache (default: $TMPDIR or /tmp)"))
+    enable_negative_cache: bool = dataclasses.field(default=True, metadata=_opt(
+        "cache \"no such object\" answers (parsed, not yet wired)", "flag"))
+    disable_negative_cache: bool = dataclasses.field(default=False, metadata=_opt(
+        "do not cache \"no such object\" answers (parsed, not yet wired)", "flag"))
+    stat_cache_interval_expire: float | None = dataclasses.field(default=None, metadata=_opt(
+        "seconds an attribute stays cached after its last use; excludes stat_cache_expire "
+        "(parsed, not yet wired)", "float"))
+    update_parent_dir_stat: bool = dataclasses.field(default=False, metadata=_opt(
+        "update a directory's times when an entry is created or removed (parsed, not yet wired)",
+        "flag"))
+    compat_dir: bool = dataclasses.field(default=False, metadata=_opt(
+        "also recognise dir objects without a slash and dir_$folder$ (parsed, not yet wired)",
+        "flag"))
+    use_wtf8: bool = dataclasses.field(default=False, metadata=_opt(
+        "map invalid UTF-8 names to a private code page (parsed, not yet wired)", "flag"))
+    use_xattr: bool = dataclasses.field(default=False, metadata=_opt(
+        "extended attributes, stored in x-amz-meta-xattr as s3fs stores them", "flag"))
     ignored: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
     notices: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
 
@@ -153,6 +245,8 @@ ALIASES = {"region": "endpoint", "mount_uid": "uid", "mount_gid": "gid"}
 def _convert(field: dataclasses.Field, value: str | None) -> Any:
     kind = field.metadata["kind"]
     name = field.name
+    if kind == "optstr":
+        return field.metadata["bare"] if value is None or value == "" else value
     if kind == "flag":
         if value is None or value.lower() in ("1", "true", "yes", "on"):
             return True
@@ -202,6 +296,8 @@ def parse_options(option_strings: Iterable[str]) -> MountOptions:
             value = raw if sep else None
             if name in FSTAB_WORDS:
                 continue
+            if name in REFUSED:
+                raise OptionError(f"option {name} is not supported: {REFUSED[name]}")
             if name in NO_EFFECT:
                 ignored.append(name)
                 continue
@@ -211,6 +307,7 @@ def parse_options(option_strings: Iterable[str]) -> MountOptions:
             values[name] = _convert(field, value)
     options = MountOptions(**values)
     options.ignored = ignored
+    _apply_s3fs_forms(options, values)
     _apply_oci(options, region_given="endpoint" in values)
     if options.s3fs_mtab:
         options.fsname, options.subtype = "s3fs", "s3fs"
@@ -234,6 +331,53 @@ def _apply_oci(options: MountOptions, region_given: bool) -> None:
             options.endpoint = region
         options.notices.append(
             f"OCI Object Storage endpoint: path-style requests, signing region {options.endpoint}")
+
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024 ** 2, "mb": 1000 ** 2,
+              "mib": 1024 ** 2, "g": 1024 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3,
+              "t": 1024 ** 4, "tb": 1000 ** 4, "tib": 1024 ** 4, "p": 1024 ** 5,
+              "pb": 1000 ** 5, "pib": 1024 ** 5, "e": 1024 ** 6, "eb": 1000 ** 6, "eib": 1024 ** 6}
+
+
+def parse_size(name: str, text: str) -> int:
+    """``1TiB``, ``500GB``, ``1T``, ``1048576``: bytes (s3fs's ``bucket_size`` forms)."""
+    number = text.rstrip("bBkKmMgGtTpPeEiI")
+    unit = text[len(number):].lower()
+    try:
+        value = int(number, 10)
+    except ValueError:
+        raise OptionError(f"option {name} has a bad value {text!r}") from None
+    if unit not in SIZE_UNITS or value <= 0:
+        raise OptionError(f"option {name} has a bad value {text!r}")
+    return value * SIZE_UNITS[unit]
+
+
+def _apply_s3fs_forms(options: MountOptions, values: dict[str, Any]) -> None:
+    """s3fs's older spellings, folded into the options ocifs acts on."""
+    if options.host:
+        if "url" in values:
+            raise OptionError("options host and url cannot both be given")
+        host = options.host
+        options.url = host if host.startswith(("http://", "https://")) else "https://" + host
+    if options.servicepath.strip("/"):
+        options.url = options.url.rstrip("/") + "/" + options.servicepath.strip("/")
+    if options.use_rrs:
+        if "storage_class" in values and options.storage_class != "reduced_redundancy":
+            raise OptionError("options use_rrs and storage_class cannot both be given")
+        options.storage_class = "reduced_redundancy"
+    if options.ssl_verify_hostname == 0 and not options.no_check_certificate:
+        options.no_check_certificate = True
+        options.notices.append("ssl_verify_hostname=0: the certificate is not checked at all "
+                               "(botocore cannot skip only the host name check)")
+    if options.stat_cache_interval_expire is not None and "stat_cache_expire" in values:
+        raise OptionError("options stat_cache_expire and stat_cache_interval_expire exclude "
+                          "each other")
+    if options.public_bucket and (options.iam_role or options.ecs):
+        raise OptionError("option public_bucket sends unsigned requests: no iam_role or ecs")
+    if options.bucket_size is not None:
+        parse_size("bucket_size", options.bucket_size)
+    if options.tmpdir is not None and not os.path.isdir(options.tmpdir):
+        raise OptionError(f"option tmpdir={options.tmpdir} is not a directory")
 
 
 def _validate(options: MountOptions) -> None:
@@ -260,6 +404,9 @@ def options_help() -> str:
             default = oct(f.default)
         lines.append(f"  {f.name:<24} {f.metadata['help']} (default: {default})")
     lines.append("  region=...               alias of endpoint")
-    lines.append("  " + ", ".join(sorted(NO_EFFECT)) + ": accepted, no effect (a warning says so)")
+    for name, reason in sorted(NO_EFFECT.items()):
+        lines.append(f"  {name:<24} accepted, no effect: {reason}")
+    for name, reason in sorted(REFUSED.items()):
+        lines.append(f"  {name:<24} refused: {reason}")
     lines.append("  " + ", ".join(sorted(FSTAB_WORDS)) + ": fstab words, ignored")
     return "\n".join(lines)

@@ -11,13 +11,18 @@ import datetime
 import email.utils
 from typing import Any
 
+import dataclasses
+
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.credentials import CredentialResolver
 import botocore.session
 import botocore.utils
 
 from ocifs.s3.credentials import Credentials
 from ocifs.s3.listparse import install_fast_listing
+from ocifs.s3.requests import RequestParams
 from ocifs.s3.retries import install_paced_retries
 
 # HEADs are small and mostly waiting for the round trip: a directory listing sends one per
@@ -55,9 +60,32 @@ def parse_timestamp(value: str) -> datetime.datetime:
     return botocore.utils.parse_timestamp(value)
 
 
+@dataclasses.dataclass
+class Connection:
+    """How requests travel (s3fs's TLS, proxy and header options), in botocore's terms.
+
+    ``verify`` is botocore's: True, False (``no_check_certificate``) or a CA bundle path;
+    ``proxy`` may hold ``user:pass@`` (from ``proxy_cred_file``) and is never logged.
+    """
+
+    verify: bool | str = True
+    client_cert: str | tuple[str, str] | None = None
+    proxy: str | None = dataclasses.field(default=None, repr=False)
+    unsigned: bool = False          # public_bucket: anonymous requests
+    unsigned_payload: bool = False  # enable_unsigned_payload: UNSIGNED-PAYLOAD bodies
+    user_agent_extra: str | None = None
+    no_user_agent: bool = False
+    request_params: RequestParams | None = None
+
+
+def _drop_user_agent(request: Any, **_: Any) -> None:
+    """``noua``: send no User-Agent header (s3fs's option for stores that reject ours)."""
+    request.headers.pop("User-Agent", None)
+
+
 def make_client(url: str, region: str, credentials: Credentials, path_style: bool,
                 retries: int, connect_timeout: float, read_timeout: float,
-                max_pool: int) -> Any:
+                max_pool: int, connection: Connection | None = None) -> Any:
     """A boto3 S3 client that S3-compatible stores (OCI first) accept.
 
     Path-style addressing when asked, SigV4 with the given region, checksums only when an
@@ -66,10 +94,23 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
     timeouts, connection errors).  Timestamps take :func:`parse_timestamp`'s fast paths, and
     listings :mod:`ocifs.s3.listparse`'s compiled parse.
     """
+    conn = connection or Connection()
+    s3_config: dict[str, Any] = {"addressing_style": "path" if path_style else "auto"}
+    if conn.unsigned_payload:
+        # Explicit False wins over botocore's "sign bodies on http" rule, so this holds on
+        # http:// endpoints too.
+        s3_config["payload_signing_enabled"] = False
+    extra: dict[str, Any] = {}
+    if conn.proxy:
+        extra["proxies"] = {"http": conn.proxy, "https": conn.proxy}
+    if conn.client_cert:
+        extra["client_cert"] = conn.client_cert
+    if conn.user_agent_extra:
+        extra["user_agent_extra"] = conn.user_agent_extra
     config = Config(
         region_name=region,
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if path_style else "auto"},
+        signature_version=UNSIGNED if conn.unsigned else "s3v4",
+        s3=s3_config,
         retries={"mode": "standard", "total_max_attempts": retries + 1},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
@@ -77,17 +118,27 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         tcp_keepalive=True,
+        **extra,
     )
     core = botocore.session.get_session()
     core.get_component(PARSER_COMPONENT).set_parser_defaults(
         timestamp_parser=parse_timestamp)
-    session = boto3.session.Session(
-        botocore_session=core,
-        aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key,
-        aws_session_token=credentials.session_token,
-    )
-    client = session.client("s3", endpoint_url=url, config=config)
+    if credentials.provider is not None:
+        # Instance or container metadata: botocore's provider refreshes the keys itself.
+        core.register_component("credential_provider", CredentialResolver([credentials.provider]))
+        session = boto3.session.Session(botocore_session=core)
+    else:
+        session = boto3.session.Session(
+            botocore_session=core,
+            aws_access_key_id=credentials.access_key or None,
+            aws_secret_access_key=credentials.secret_key or None,
+            aws_session_token=credentials.session_token,
+        )
+    client = session.client("s3", endpoint_url=url, config=config, verify=conn.verify)
+    if conn.no_user_agent:
+        client.meta.events.register_last("before-send.s3", _drop_user_agent)
+    if conn.request_params is not None:
+        conn.request_params.install(client)
     install_paced_retries(client, retries)
     install_fast_listing(client, parse_timestamp)
     return client

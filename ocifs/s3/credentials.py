@@ -12,6 +12,10 @@ import dataclasses
 import os
 import stat
 from pathlib import Path
+from typing import Any
+
+from botocore.credentials import ContainerProvider, InstanceMetadataProvider
+from botocore.utils import InstanceMetadataFetcher
 
 
 class CredentialError(ValueError):
@@ -24,6 +28,45 @@ class Credentials:
     secret_key: str = dataclasses.field(repr=False)
     session_token: str | None = dataclasses.field(default=None, repr=False)
     source: str = ""
+    # A botocore credential provider (instance or container metadata) that refreshes the
+    # keys itself; access_key/secret_key are then empty.
+    provider: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+
+ANONYMOUS = Credentials("", "", source="public_bucket (unsigned requests)")
+METADATA_TIMEOUT = 2.0  # seconds per metadata request, as botocore's own default (1 s) doubled
+
+
+def metadata_credentials(iam_role: str | None, ecs: bool, imdsv1only: bool = False) -> Credentials:
+    """Credentials from the EC2 instance metadata service (``iam_role``) or the container
+    credentials endpoint (``ecs``), through botocore's own providers; fetched once here so a
+    mount without a role fails before anything is mounted."""
+    if ecs:
+        provider: Any = ContainerProvider()
+        source = "container credentials endpoint (ecs)"
+    else:
+        fetcher = InstanceMetadataFetcher(timeout=METADATA_TIMEOUT, num_attempts=2)
+        provider = InstanceMetadataProvider(iam_role_fetcher=fetcher)
+        source = "instance metadata (iam_role)"
+    try:
+        loaded = provider.load()
+    except Exception as exc:  # noqa: BLE001 - botocore raises several kinds; none holds a secret
+        raise CredentialError(f"{source}: no credentials ({exc.__class__.__name__})") from None
+    if loaded is None:
+        raise CredentialError(f"{source}: no credentials available")
+    if iam_role and iam_role != "auto" and not ecs:
+        role = fetcher.retrieve_iam_role_credentials().get("role_name")
+        if role != iam_role:
+            raise CredentialError(f"option iam_role={iam_role}: this instance's role is {role}")
+    return Credentials("", "", source=source, provider=provider)
+
+
+def require_session_token(credentials: Credentials) -> Credentials:
+    """``use_session_token``: s3fs refuses keys that come without a session token."""
+    if credentials.provider is None and not credentials.session_token:
+        raise CredentialError(f"option use_session_token: credentials from {credentials.source} "
+                              "have no session token (AWS_SESSION_TOKEN)")
+    return credentials
 
 
 SYSTEM_PASSWD_FILE = Path("/etc/passwd-s3fs")
