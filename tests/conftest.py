@@ -179,6 +179,12 @@ def _oci_proxy_session():
 
 
 @pytest.fixture
+def oci_rules() -> bool:
+    """Whether this run's mounts talk to OCI's rules (the OCI-refusal proxy answers as OCI)."""
+    return _oci_proxy_on
+
+
+@pytest.fixture
 def public_dir():
     """A directory other users can traverse (pytest's tmp_path is private to root)."""
     path = Path(tempfile.mkdtemp(prefix="ocifs-pub-"))

@@ -314,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.getheaders():
             if name.lower() not in _HOP_BY_HOP:
                 out.append(f"{name}: {value}\r\n")
+        out.append(f"opc-request-id: {uuid.uuid4().hex[:16].upper()}\r\n")  # as OCI answers
         has_length = response.getheader("Content-Length") is not None
         rechunk = not no_body and response.chunked
         until_close = not no_body and not response.chunked and not has_length

@@ -262,12 +262,21 @@ def test_listdir_hides_names_the_kernel_cannot_ask_for(client, tree):
     assert not run(tree.is_empty_dir, "d")  # the hidden keys are still there
 
 
-def test_stat_name_with_control_characters_found_through_its_parent(client, tree):
-    """Never asked for by name unless listed (OCI answers 400), but found without a prior ls."""
+def test_stat_name_with_control_characters_found_through_its_parent(client, store):
+    """On OCI, never asked for by name unless listed (it answers 400), but found without a
+    prior ls."""
+    tree = Tree(store, UID, GID, control_chars_refused=True)
     put(client, "d/ctl\x01name", b"ctl")
     attrs = run(tree.stat, "d/ctl\x01name")
     assert attrs is not None and attrs.size == 3 and not attrs.is_dir
     assert run(tree.stat, "d/other\x01name") is None
+
+
+def test_control_characters_are_plain_names_off_oci(client, tree, store):
+    assert not tree.refuses_new_name("a\rb")
+    put(client, "c\rname", b"x")
+    assert run(tree.stat, "c\rname").size == 1
+    assert Tree(store, UID, GID, control_chars_refused=True).refuses_new_name("a\rb")
 
 
 # -- is_empty_dir ----------------------------------------------------------------------------
@@ -580,28 +589,6 @@ def test_listing_cache_expires_and_can_be_off(client, store):
         assert f"new{expire}" in [n for n, _ in run(tree.listdir, "le")]
 
 
-def test_names_missing_from_a_recent_listing_are_absent_without_requests(client, store):
-    tree = Tree(store, UID, GID, cache=MetaCache(stat_expire=60, listing_expire=0.5))
-    put(client, "ng/a", b"1")
-    run(tree.listdir, "ng")
-    heads = []
-    real = store.head
-
-    async def counting(key):
-        heads.append(key)
-        return await real(key)
-    store.head = counting
-    assert run(tree.stat, "ng/missing") is None
-    run(tree.mkdir, "ng/new", ObjectAttrs(mode=stat.S_IFDIR | 0o755))
-    assert run(tree.stat, "ng/new/file") is None  # made here: known to be empty
-    assert heads == []
-    put(client, "ng/other", b"2")  # another client: absent here while the listing is young
-    assert run(tree.stat, "ng/other") is None
-    time.sleep(0.6)
-    assert run(tree.stat, "ng/other") is not None  # then asked for
-    assert run(tree.stat, "ng/a") is not None
-
-
 # -- a lookup's subtree page --------------------------------------------------------------------
 
 async def in_background(tree, fn, *args):
@@ -692,3 +679,33 @@ def test_without_a_listing_cache_a_lookup_asks_for_one_key(client, store, monkey
     assert run(in_background, tree, tree.stat, "one").is_dir  # implicit: found by one key
     assert run(in_background, tree, tree.stat, "one/a").size == 1
     assert asked == [("list", "one/", 1), ("list", "one/a/", 1)]
+
+
+def test_names_never_asked_are_asked_after_mkdir_and_listing(client, store):
+    tree = Tree(store, UID, GID, cache=MetaCache(listing_expire=60))
+    run(tree.mkdir, "nd", ObjectAttrs(mode=stat.S_IFDIR | 0o755))
+    put(client, "nd/f", b"1")
+    assert run(tree.stat, "nd/f") is not None
+    put(client, "ls/a", b"1")
+    assert [n for n, _ in run(tree.listdir, "ls")] == ["a"]
+    put(client, "ls/b", b"22")
+    assert run(tree.stat, "ls/b").size == 2
+
+
+def test_negative_cache_can_be_turned_off(client, store):
+    tree = Tree(store, UID, GID, cache=MetaCache(negative=False))
+    assert run(tree.stat, "later") is None
+    put(client, "later", b"x")
+    assert run(tree.stat, "later") is not None
+
+
+def test_expiry_from_last_use():
+    """s3fs's stat_cache_interval_expire: an entry used within the expiry stays."""
+    attrs = file_attrs()
+    for from_use, kept in ((True, True), (False, False)):
+        cache = MetaCache(stat_expire=0.6, expire_from_use=from_use)
+        cache.learned("p", attrs)
+        for _ in range(3):
+            time.sleep(0.3)
+            found = cache.attrs("p")
+        assert (found is attrs) is kept

@@ -1,8 +1,9 @@
 """What a mount remembers of the bucket's metadata, kept consistent by one call.
 
-Four bounded caches live here and nowhere else: attributes by path (``None`` is a cached "no
-such path", the negative cache), raw directory listings, the names a directory held when it was
-last listed, and subtree pages on their way to a listing.  A change made through this mount is
+Three bounded caches live here and nowhere else: attributes by path (``None`` is a cached "no
+such path", the negative cache: only for names actually asked for, never inferred from a
+listing, so another client's new object is seen at once), raw directory listings, and subtree
+pages on their way to a listing.  A change made through this mount is
 one :meth:`MetaCache.changed` call, which updates or drops whatever it affects; the generation it
 bumps lets a listing that was asked for before a change be used once but not kept.
 """
@@ -75,16 +76,20 @@ def _purge(cache: cachetools.Cache, path: str) -> None:
 class MetaCache:
     """The metadata caches of one mount.
 
-    Attributes expire after ``stat_expire`` seconds; listings, listed names and pages after
+    Attributes expire after ``stat_expire`` seconds, counted from when they were learned or,
+    with ``expire_from_use`` (s3fs's ``stat_cache_interval_expire``), from their last use;
+    ``negative`` says whether "no such path" is kept too.  Listings and pages expire after
     ``listing_expire`` (so ``ls`` then ``ls -l``, or a ``find`` walking back up, ask once).
     """
 
     def __init__(self, stat_expire: float = 900.0, max_stats: int = 100000,
-                 listing_expire: float = 1.0, max_listings: int = 1000) -> None:
+                 listing_expire: float = 1.0, max_listings: int = 1000,
+                 negative: bool = True, expire_from_use: bool = False) -> None:
         self._stats = _expiring(max_stats, stat_expire)
         self._listings = _expiring(max_listings, listing_expire)
-        self._names = _expiring(max_listings, listing_expire)
         self._pages = _expiring(min(max_listings, MAX_PAGES), listing_expire)
+        self._negative = negative
+        self._expire_from_use = expire_from_use
         self._generation = 0
 
     @property
@@ -100,33 +105,34 @@ class MetaCache:
         """``path`` was created, removed or replaced through this mount.
 
         ``attrs`` is what it is now (``None``: gone; :data:`UNKNOWN`: ask the bucket again).
-        Its directory's listing is dropped and its listed names follow; with ``subtree``, all
-        that was cached below ``path`` goes too (a directory removed or renamed).
+        Its directory's listing is dropped; with ``subtree``, all that was cached below
+        ``path`` goes too (a directory removed or renamed).
         """
         self._generation += 1
-        parent = posixpath.dirname(path)
-        self._listings.pop(parent, None)
+        self._listings.pop(posixpath.dirname(path), None)
         if subtree:
-            for cache in (self._stats, self._listings, self._names):
+            for cache in (self._stats, self._listings):
                 _purge(cache, path)
         if attrs is UNKNOWN:
             self._stats.pop(path, None)
-            return
-        _keep(self._stats, path, attrs)
-        names = self._names.get(parent)
-        if names is not None and path:
-            (names.discard if attrs is None else names.add)(posixpath.basename(path))
+        else:
+            self.learned(path, attrs)
 
     # -- attributes ----------------------------------------------------------------------
 
     def attrs(self, path: str) -> ObjectAttrs | None | _Unknown:
         """What is known of ``path``: its attributes, None (known absent) or UNKNOWN."""
-        return self._stats.get(path, UNKNOWN)
+        known = self._stats.get(path, UNKNOWN)
+        if self._expire_from_use and known is not UNKNOWN:
+            _keep(self._stats, path, known)  # a TTLCache entry set again starts a new TTL
+        return known
 
     def learned(self, path: str, attrs: ObjectAttrs | None) -> None:
-        """What the bucket said ``path`` is (or a metadata-only change made here: the names
-        around it are unchanged)."""
-        _keep(self._stats, path, attrs)
+        """What the bucket said ``path`` is (or a metadata-only change made here)."""
+        if attrs is None and not self._negative:
+            self._stats.pop(path, None)
+        else:
+            _keep(self._stats, path, attrs)
 
     def attrs_count(self) -> int:
         return len(self._stats)
@@ -144,16 +150,6 @@ class MetaCache:
 
     def listings_count(self) -> int:
         return len(self._listings)
-
-    def listed_absent(self, path: str) -> bool:
-        """Whether ``path``'s directory was listed (or made here) lately without it: absent
-        without asking the bucket."""
-        names = self._names.get(posixpath.dirname(path)) if path else None
-        return names is not None and posixpath.basename(path) not in names
-
-    def keep_names(self, path: str, names: set[str], since: int) -> None:
-        if since == self._generation:
-            _keep(self._names, path, names)
 
     # -- subtree pages -------------------------------------------------------------------
 

@@ -84,8 +84,10 @@ class Tree:
 
     def __init__(self, store: Store, default_uid: int, default_gid: int,
                  cache: MetaCache | None = None, fast_list: bool = False,
-                 multipart: Multipart | None = None, background: Background | None = None) -> None:
+                 multipart: Multipart | None = None, background: Background | None = None,
+                 control_chars_refused: bool = False) -> None:
         self.store = store
+        self.control_chars_refused = control_chars_refused  # OCI's rule, not S3's
         self.cache = cache or MetaCache()
         # Server-side copies (chmod, rename) go through the mount's journal of multipart uploads.
         self.multipart = multipart or Multipart(store, UploadJournal.in_memory())
@@ -135,8 +137,8 @@ class Tree:
 
     def refuses_new_name(self, path: str) -> bool:
         """Whether a name about to be created would be refused by the store later (OCI refuses
-        control characters): refused now, with a warning, instead of at upload."""
-        if has_control_characters(path):
+        control characters, S3 takes them): refused now, with a warning, instead of at upload."""
+        if self.control_chars_refused and has_control_characters(path):
             log.warning("refusing to create %r: object names cannot hold control characters", path)
             return True
         return False
@@ -149,8 +151,8 @@ class Tree:
     async def stat(self, path: str) -> ObjectAttrs | None:
         """Attributes of ``path``, or None when nothing is there (cached either way).
 
-        A name with control characters is never asked for directly (OCI answers 400 to the
-        request): it is looked for in its parent's listing first, and asked for only when the
+        On OCI a name with control characters is never asked for directly (it answers 400 to
+        the request): it is looked for in its parent's listing first, and asked for only when the
         store holds it (so the store accepts such names).
         """
         if path in self._pending:
@@ -158,9 +160,7 @@ class Tree:
         cached = self.cache.attrs(path)
         if cached is not UNKNOWN:
             return cached  # type: ignore[return-value]
-        if self.cache.listed_absent(path):
-            return None  # not in its directory's listing, which is younger than listing_expire
-        if has_control_characters(path):
+        if self.control_chars_refused and has_control_characters(path):
             attrs = await self._fetch_listed(path)
         else:
             attrs = await self._fetch(path)
@@ -247,7 +247,7 @@ class Tree:
     async def exact(self, path: str, attrs: ObjectAttrs) -> ObjectAttrs:
         """``attrs`` completed with the object's headers when they came from a listing (before
         they are rewritten: chmod, rename, a write); cached from then on."""
-        if not attrs.from_listing or has_control_characters(path):
+        if not attrs.from_listing or (self.control_chars_refused and has_control_characters(path)):
             return attrs
         full = await self._fetch(path)
         if full is not None:
@@ -279,7 +279,6 @@ class Tree:
         dirs = {d for d in dirs if is_entry_name(d) and d not in files}
         for pending_path in self._pending_in(path):
             files.setdefault(name_of(pending_path), {})
-        self.cache.keep_names(path, set(files) | dirs, since=generation)
 
         entries: dict[str, ObjectAttrs] = {}
         to_head: list[tuple[str, bool]] = []
@@ -389,13 +388,20 @@ class Tree:
                                    objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
         self.cache.changed(path, attrs)
         self.cache.changed(parent_of(path))  # an implicit parent now has a marker below it
-        self.cache.keep_names(path, set(), since=self.cache.generation)  # made here: empty
 
     async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
         data = target.encode("utf-8", "surrogateescape")
         attrs.size = len(data)
         await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
                                    objects.DEFAULT_CONTENT_TYPE)
+        self.cache.changed(path, attrs)
+
+    async def mknod(self, path: str, attrs: ObjectAttrs) -> None:
+        """A regular file, FIFO, socket or device made by mknod: an empty object whose mode
+        says what it is (and ``x-amz-meta-rdev`` a device's number), written at once."""
+        attrs.size = 0
+        await self.store.put_bytes(self.store.key(path), b"", objects.metadata_for(attrs),
+                                   objects.content_type_for(path, attrs))
         self.cache.changed(path, attrs)
 
     async def readlink(self, path: str) -> str:

@@ -25,6 +25,12 @@ def region_of(url: str) -> str | None:
     return match.group("region") if match else None
 
 
+def answered_like_oci(headers: dict[str, str]) -> bool:
+    """Whether a response came from OCI Object Storage (every answer of it carries an
+    ``opc-request-id``), also behind a custom domain or a proxy."""
+    return "opc-request-id" in headers
+
+
 def has_control_characters(name: str) -> bool:
     """OCI refuses object names with control characters (CR, LF, NUL, ...)."""
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name)

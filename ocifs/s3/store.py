@@ -121,12 +121,14 @@ class Store(ObjectStore):
 
     # -- checks ---------------------------------------------------------------------------
 
-    def check_bucket_sync(self) -> None:
-        """Fail early (before daemonizing) when the bucket, keys or endpoint are wrong."""
+    def check_bucket_sync(self) -> dict[str, str]:
+        """Fail early (before daemonizing) when the bucket, keys or endpoint are wrong; the
+        answer's HTTP headers (lower-case names) tell what kind of store this is."""
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         except Exception as exc:  # noqa: BLE001
             raise to_store_error(exc, f"bucket {self.bucket}") from None
+        return page.get("ResponseMetadata", {}).get("HTTPHeaders", {})
 
     # -- reads ----------------------------------------------------------------------------
 
