@@ -709,3 +709,20 @@ def test_expiry_from_last_use():
             time.sleep(0.3)
             found = cache.attrs("p")
         assert (found is attrs) is kept
+
+
+def test_stat_cache_options_reach_the_cache():
+    from ocifs.meta.cache import UNKNOWN
+    from ocifs.run.mount import _meta_cache
+    from ocifs.run.options import parse_options
+
+    for option, kept in (("enable_negative_cache", True), ("disable_negative_cache", False)):
+        cache = _meta_cache(parse_options([option]))
+        cache.learned("missing", None)
+        assert (cache.attrs("missing") is None) is kept
+        assert cache.attrs("missing") is (None if kept else UNKNOWN)
+    cache = _meta_cache(parse_options(["stat_cache_interval_expire=0.6"]))
+    cache.learned("p", file_attrs())
+    for _ in range(3):
+        time.sleep(0.3)
+        assert cache.attrs("p") is not UNKNOWN  # each use starts the expiry again

@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import hashlib
 import logging
+import mimetypes
 import os
 from pathlib import Path
 import re
@@ -37,9 +38,11 @@ from ocifs.meta.inodes import InodeTable
 from ocifs.meta.tree import Tree
 from ocifs.procfs import is_zombie, stat_fields
 from ocifs.run.logs import reopen_logs, setup_logging
-from ocifs.run.options import NO_EFFECT, MountOptions
-from ocifs.s3.client import make_client
-from ocifs.s3.credentials import Credentials, find_credentials
+from ocifs.run.options import NO_EFFECT, MountOptions, parse_size
+from ocifs.s3.client import Connection, make_client
+from ocifs.s3.credentials import (ANONYMOUS, Credentials, check_private, find_credentials,
+                                  metadata_credentials, require_session_token)
+from ocifs.s3.requests import RequestParams, request_params
 from ocifs.s3 import oci
 from ocifs.s3.store import Store
 from ocifs.tasks import Background
@@ -141,13 +144,72 @@ def check_mountpoint(path: str) -> str:
     return os.path.realpath(path)
 
 
+def _proxy_url(opts: MountOptions) -> str | None:
+    """``proxy`` with ``proxy_cred_file``'s USER:PASS put in, as botocore takes it."""
+    if not opts.proxy:
+        if opts.proxy_cred_file:
+            raise MountError("option proxy_cred_file needs proxy=")
+        return None
+    url = opts.proxy if "://" in opts.proxy else "http://" + opts.proxy
+    if not opts.proxy_cred_file:
+        return url
+    path = Path(opts.proxy_cred_file).expanduser()
+    try:
+        check_private(path)
+        line = next((l.strip() for l in path.read_text().splitlines()
+                     if l.strip() and not l.startswith("#")), "")
+    except OSError as exc:
+        raise MountError(f"option proxy_cred_file={path} cannot be read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise MountError(f"option proxy_cred_file: {exc}") from None
+    if ":" not in line:
+        raise MountError(f"option proxy_cred_file={path} holds no USER:PASS line")
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{line}@{rest}"  # s3fs's file holds them URL-encoded already
+
+
+def _client_cert(text: str | None) -> str | tuple[str, str] | None:
+    """``ssl_client_cert=CERT[:TYPE[:KEY[:KEYTYPE[:PASS]]]]``: PEM files only (botocore's)."""
+    if not text:
+        return None
+    cert, ctype, key, ktype, *password = (text.split(":") + [""] * 4)[:5]
+    for kind in (ctype, ktype):
+        if kind and kind.upper() != "PEM":
+            raise MountError(f"option ssl_client_cert: type {kind} is not supported (PEM only)")
+    if any(password):
+        raise MountError("option ssl_client_cert: encrypted keys are not supported")
+    for path in filter(None, (cert, key)):
+        if not os.path.isfile(path):
+            raise MountError(f"option ssl_client_cert: {path} does not exist")
+    return (cert, key) if key else cert
+
+
+def connection_for(opts: MountOptions, params: RequestParams | None = None) -> Connection:
+    """The TLS, proxy, signing and header options of a mount, as :mod:`ocifs.s3.client` takes them."""
+    return Connection(
+        verify=not opts.no_check_certificate, client_cert=_client_cert(opts.ssl_client_cert),
+        proxy=_proxy_url(opts), unsigned=opts.public_bucket,
+        unsigned_payload=opts.enable_unsigned_payload,
+        user_agent_extra=f"ocifs-instance/{opts.instance_name}" if opts.instance_name else None,
+        no_user_agent=opts.noua, request_params=params)
+
+
+def request_params_for(opts: MountOptions) -> RequestParams:
+    try:
+        return request_params(opts.use_sse, opts.load_sse_c, opts.storage_class,
+                              opts.requester_pays, opts.list_object_max_keys, opts.ahbe_conf)
+    except ValueError as exc:
+        raise MountError(str(exc)) from None
+
+
 def build_store(spec: MountSpec, retries: int | None = None) -> Store:
     opts = spec.options
     assert spec.credentials is not None
     client = make_client(opts.url, opts.endpoint, spec.credentials, opts.use_path_request_style,
                          opts.retries if retries is None else retries,
                          opts.connect_timeout, opts.readwrite_timeout,
-                         max_pool=opts.max_thread_count + opts.parallel_count)
+                         max_pool=opts.max_thread_count + opts.parallel_count,
+                         connection=connection_for(opts, request_params_for(opts)))
     return Store(client, spec.bucket, spec.prefix, max_threads=opts.max_thread_count,
                  multipart_size=opts.multipart_size * MiB,
                  multipart_threshold=NO_MULTIPART if opts.nomultipart else opts.multipart_threshold * MiB,
@@ -159,16 +221,39 @@ def build_store(spec: MountSpec, retries: int | None = None) -> Store:
 def prepare(spec: MountSpec) -> MountSpec:
     """Every check that can fail, before anything is mounted or forked."""
     spec.mountpoint = check_mountpoint(spec.mountpoint)
-    try:
-        spec.credentials = find_credentials(spec.bucket, spec.options.passwd_file, spec.options.profile)
-    except ValueError as exc:
-        raise MountError(str(exc)) from None
+    spec.credentials = credentials_for(spec)
+    load_mime_types(spec.options.mime)
     try:
         answer = build_store(spec, min(spec.options.retries, CHECK_RETRIES)).check_bucket_sync()
     except Exception as exc:  # noqa: BLE001 - StoreError already carries a clean message
         raise MountError(f"cannot use bucket {spec.bucket} at {spec.options.url}: {exc}") from None
     spec.oci_rules = oci.region_of(spec.options.url) is not None or oci.answered_like_oci(answer)
     return spec
+
+
+def credentials_for(spec: MountSpec) -> Credentials:
+    """s3fs's credential options: public_bucket, iam_role / ecs, else its usual order."""
+    opts = spec.options
+    try:
+        if opts.public_bucket:
+            return ANONYMOUS
+        if opts.iam_role or opts.ecs:
+            found = metadata_credentials(opts.iam_role, opts.ecs)
+        else:
+            found = find_credentials(spec.bucket, opts.passwd_file, opts.profile)
+        return require_session_token(found) if opts.use_session_token else found
+    except ValueError as exc:
+        raise MountError(str(exc)) from None
+
+
+def load_mime_types(path: str | None) -> None:
+    """``mime=FILE``: its types win over the system's (/etc/mime.types and the rest, which
+    :func:`ocifs.meta.objects.content_type_for` reads anyway, as s3fs does)."""
+    if path is None:
+        return
+    if not os.path.isfile(path):
+        raise MountError(f"option mime={path} is not a file")
+    mimetypes.init([path])
 
 
 def _root_attrs(options: MountOptions) -> objects.ObjectAttrs:
@@ -220,6 +305,15 @@ class MountHooks:
         """A graceful stop began; awaited before the dirty files are uploaded."""
 
 
+def _meta_cache(opts: MountOptions) -> MetaCache:
+    """s3fs's stat cache options: expiry from caching or from last use, the negative cache."""
+    from_use = opts.stat_cache_interval_expire is not None
+    expire = opts.stat_cache_interval_expire if from_use else opts.stat_cache_expire
+    return MetaCache(stat_expire=expire, max_stats=opts.max_stat_cache_size,
+                     listing_expire=kernel_timeout(expire), expire_from_use=from_use,
+                     negative=opts.enable_negative_cache and not opts.disable_negative_cache)
+
+
 class Mount:
     """A live mount: the Operations, the trio main loop and its shutdown.
 
@@ -238,15 +332,14 @@ class Mount:
         self.background = Background()  # part uploads, prefetched chunks, lookups' pages
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
-                         cache=MetaCache(stat_expire=opts.stat_cache_expire,
-                                         max_stats=opts.max_stat_cache_size,
-                                         listing_expire=kernel_timeout(opts.stat_cache_expire)),
+                         cache=_meta_cache(opts),
                          fast_list=opts.fast_list, multipart=self.multipart,
                          background=self.background, control_chars_refused=spec.oci_rules)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
-                        timeout=kernel_timeout(opts.stat_cache_expire))
+                        timeout=kernel_timeout(opts.stat_cache_expire),
+                        capacity=parse_size("bucket_size", opts.bucket_size) if opts.bucket_size else None)
         limits = StagingLimits(
-            directory=opts.use_cache,
+            directory=opts.use_cache or opts.tmpdir,
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
             min_free_bytes=opts.ensure_diskfree * MiB)
         self.cache = _data_cache(opts, self.journal.tag)

@@ -210,12 +210,12 @@ class MountOptions:
     tmpdir: str | None = dataclasses.field(default=None, metadata=_opt(
         "directory of staging files without use_cache (default: $TMPDIR or /tmp)"))
     enable_negative_cache: bool = dataclasses.field(default=True, metadata=_opt(
-        "cache \"no such object\" answers (parsed, not yet wired)", "flag"))
+        "cache \"no such object\" answers for names asked for (on by default)", "flag"))
     disable_negative_cache: bool = dataclasses.field(default=False, metadata=_opt(
-        "do not cache \"no such object\" answers (parsed, not yet wired)", "flag"))
+        "do not cache \"no such object\" answers: every lookup of a missing name asks", "flag"))
     stat_cache_interval_expire: float | None = dataclasses.field(default=None, metadata=_opt(
-        "seconds an attribute stays cached after its last use; excludes stat_cache_expire "
-        "(parsed, not yet wired)", "float"))
+        "seconds an attribute stays cached after its last use; excludes stat_cache_expire",
+        "float"))
     update_parent_dir_stat: bool = dataclasses.field(default=False, metadata=_opt(
         "update a directory's times when an entry is created or removed (parsed, not yet wired)",
         "flag"))
