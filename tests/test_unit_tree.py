@@ -726,3 +726,24 @@ def test_stat_cache_options_reach_the_cache():
     for _ in range(3):
         time.sleep(0.3)
         assert cache.attrs("p") is not UNKNOWN  # each use starts the expiry again
+
+
+def test_a_store_that_drops_directory_metadata_is_named_once(store, caplog):
+    tree = Tree(store, UID, GID)
+    run(tree.mkdir, "kept", ObjectAttrs(mode=stat.S_IFDIR | 0o755))
+    assert tree.keeps_dir_metadata is True  # moto keeps it
+    dropping = Tree(store, UID, GID)
+    real = store.head
+
+    async def head_without_metadata(key):
+        head = await real(key)
+        return {**head, "Metadata": {}} if head is not None and key.endswith("/") else head
+    store.head = head_without_metadata
+    heads = []
+    store.head = lambda key, _h=head_without_metadata: heads.append(key) or _h(key)
+    with caplog.at_level("WARNING"):
+        run(dropping.mkdir, "d1", ObjectAttrs(mode=stat.S_IFDIR | 0o755))
+        run(dropping.mkdir, "d2", ObjectAttrs(mode=stat.S_IFDIR | 0o755))
+    assert dropping.keeps_dir_metadata is False
+    assert heads == ["d1/"]  # asked once per mount
+    assert sum("keeps no metadata on directory objects" in r.message for r in caplog.records) == 1

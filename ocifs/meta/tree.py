@@ -97,6 +97,9 @@ class Tree:
         self.mount_time_ns = time.time_ns()
         self._pending: dict[str, ObjectAttrs] = {}
         self.background = background or Background()  # where lookups' pages finish
+        # Whether the store keeps x-amz-meta-* on ``dir/`` objects (SeaweedFS does not):
+        # learned at the first mkdir, None until then.
+        self.keeps_dir_metadata: bool | None = None
 
     # -- caches ---------------------------------------------------------------------------
 
@@ -384,10 +387,25 @@ class Tree:
         self.remember(path, attrs)
 
     async def mkdir(self, path: str, attrs: ObjectAttrs) -> None:
-        await self.store.put_bytes(self.store.key(path, directory=True), b"",
-                                   objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
+        key = self.store.key(path, directory=True)
+        await self.store.put_bytes(key, b"", objects.metadata_for(attrs), objects.DIR_CONTENT_TYPE)
         self.cache.changed(path, attrs)
         self.cache.changed(parent_of(path))  # an implicit parent now has a marker below it
+        if self.keeps_dir_metadata is None:
+            await self._check_dir_metadata(key)
+
+    async def _check_dir_metadata(self, key: str) -> None:
+        """One HEAD of the first marker made: a store that drops a ``dir/`` object's metadata
+        loses every directory's mode, owner and times at the next mount (s3fs's too); say so
+        once rather than let it look like ocifs forgot them."""
+        head = await self.store.head(key)
+        if head is None:  # removed meanwhile: ask again at the next mkdir
+            return
+        self.keeps_dir_metadata = bool(head.get("Metadata"))
+        if not self.keeps_dir_metadata:
+            log.warning("this store keeps no metadata on directory objects (SeaweedFS does "
+                        "this): directories show mode %o, the mount's owner and time after a "
+                        "remount, as on s3fs", objects.DEFAULT_DIR_MODE & 0o7777)
 
     async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
         data = target.encode("utf-8", "surrogateescape")
