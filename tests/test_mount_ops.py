@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -327,3 +328,40 @@ def test_another_writers_object_is_seen_at_once_after_mkdir_and_ls(mounted):
     assert os.listdir(d) == ["f"]
     mounted.client.put_object(Bucket=mounted.bucket, Key="other-writer/g", Body=b"also")
     assert (d / "g").stat().st_size == 4
+
+
+def test_timestamps_follow_s3fs(mounted):
+    """chmod and chown move ctime only; write and truncate move mtime and ctime; touch sets
+    exactly what it is asked (touch -m leaves atime: UTIME_OMIT)."""
+    path = mounted.mountpoint / "times.txt"
+    path.write_text("twelve bytes")
+    os.utime(path, ns=(1_000_000_000, 2_000_000_000))
+    before = path.stat()
+    os.chmod(path, 0o600)
+    os.chown(path, 0, 0)
+    after = path.stat()
+    assert (after.st_atime_ns, after.st_mtime_ns) == (1_000_000_000, 2_000_000_000)
+    assert after.st_ctime_ns >= before.st_ctime_ns and after.st_ctime > time.time() - 60
+    subprocess.run(["touch", "-m", "-d", "@300", str(path)], check=True)
+    touched = path.stat()
+    assert (touched.st_atime_ns, touched.st_mtime_ns) == (1_000_000_000, 300_000_000_000)
+    os.truncate(path, 3)
+    cut = path.stat()
+    assert cut.st_size == 3 and cut.st_mtime > time.time() - 60 and cut.st_ctime > time.time() - 60
+    assert cut.st_atime_ns == 1_000_000_000
+
+
+def test_the_mountpoint_takes_chmod_chown_and_touch(mounted):
+    root = mounted.mountpoint
+    original = root.stat()
+    try:
+        os.chmod(root, 0o711)
+        os.utime(root, ns=(5_000_000_000, 6_000_000_000))
+        os.chown(root, 123, 456)
+        now = root.stat()
+        assert stat.S_IMODE(now.st_mode) == 0o711 and stat.S_ISDIR(now.st_mode)
+        assert (now.st_atime_ns, now.st_mtime_ns) == (5_000_000_000, 6_000_000_000)
+        assert (now.st_uid, now.st_gid) == (123, 456)
+    finally:
+        os.chown(root, original.st_uid, original.st_gid)
+        os.chmod(root, stat.S_IMODE(original.st_mode))

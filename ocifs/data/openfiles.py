@@ -374,6 +374,7 @@ class OpenFiles:
             staged.truncate(size)
             file.writeback.truncated(file.attrs.size, size)
             file.attrs.size = size
+            file.attrs.mtime_ns = file.attrs.ctime_ns = time.time_ns()  # as a write does
             file.dirty = True
 
     # -- upload ---------------------------------------------------------------------------

@@ -318,8 +318,9 @@ class Operations(pyfuse3.Operations):
                       fh: int | None, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         path = self._path(inode)
         current = await self._existing(path, inode)
-        if inode == ROOT_INODE:
-            return self.view.entry(inode, current)
+        if inode == ROOT_INODE:  # the mountpoint has no object: kept for the mount's life
+            self._set_times_and_owner(self.view.root, attr, fields)
+            return self.view.entry(inode, self.view.root)
         if fields.update_size:
             if current.is_dir:
                 raise pyfuse3.FUSEError(errno.EISDIR)
@@ -331,17 +332,7 @@ class Operations(pyfuse3.Operations):
             return self.view.entry(inode, current)
         current = await self.tree.exact(path, current)
         new = dataclasses.replace(current)
-        if fields.update_mode:
-            new.mode = stat.S_IFMT(current.mode) | stat.S_IMODE(attr.st_mode)
-        if fields.update_uid:
-            new.uid = attr.st_uid
-        if fields.update_gid:
-            new.gid = attr.st_gid
-        if fields.update_mtime:
-            new.mtime_ns = attr.st_mtime_ns
-        if fields.update_atime:
-            new.atime_ns = attr.st_atime_ns
-        new.ctime_ns = time.time_ns()
+        self._set_times_and_owner(new, attr, fields)
         open_file = self.files.file_of(inode)
         if open_file is not None:
             if not await self.files.set_attrs(open_file, new):
@@ -349,6 +340,23 @@ class Operations(pyfuse3.Operations):
         else:
             await self.tree.put_attrs(path, new)
         return self.view.entry(inode, new)
+
+    @staticmethod
+    def _set_times_and_owner(attrs: ObjectAttrs, attr: pyfuse3.EntryAttributes,
+                             fields: pyfuse3.SetattrFields) -> None:
+        """chmod/chown/utimensat as s3fs 1.97 keeps them: exactly the fields asked for (the
+        kernel has resolved UTIME_NOW and left out UTIME_OMIT), and ctime now."""
+        if fields.update_mode:
+            attrs.mode = stat.S_IFMT(attrs.mode) | stat.S_IMODE(attr.st_mode)
+        if fields.update_uid:
+            attrs.uid = attr.st_uid
+        if fields.update_gid:
+            attrs.gid = attr.st_gid
+        if fields.update_mtime:
+            attrs.mtime_ns = attr.st_mtime_ns
+        if fields.update_atime:
+            attrs.atime_ns = attr.st_atime_ns
+        attrs.ctime_ns = time.time_ns()
 
     async def _truncate(self, inode: int, attrs: ObjectAttrs, size: int) -> None:
         open_file = self.files.file_of(inode)
