@@ -73,7 +73,7 @@ class AttrView:
         entry.st_nlink = 1
         entry.st_uid = attrs.uid if self.uid is None else self.uid
         entry.st_gid = attrs.gid if self.gid is None else self.gid
-        entry.st_rdev = 0
+        entry.st_rdev = attrs.rdev
         entry.st_size = attrs.size
         entry.st_blksize = IO_BLOCK
         entry.st_blocks = (attrs.size + 511) // 512
@@ -91,6 +91,9 @@ class DirHandle:
     listing: list[tuple[str, ObjectAttrs]] | None = None
 
 
+_MKNOD_TYPES = (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK)
+
+
 def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
 
@@ -100,8 +103,10 @@ class Operations(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, tree: Tree, view: AttrView, files: OpenFiles, inodes: InodeTable) -> None:
+    def __init__(self, tree: Tree, view: AttrView, files: OpenFiles, inodes: InodeTable,
+                 use_xattr: bool = False) -> None:
         super().__init__()
+        self.use_xattr = use_xattr
         self.tree = tree
         self.view = view
         self.inodes = inodes
@@ -272,6 +277,23 @@ class Operations(pyfuse3.Operations):
         await self.tree.symlink(path, os.fsdecode(target), attrs)
         return self._entry(path, attrs)
 
+    @fuse_errors
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """Regular files, FIFOs, sockets and devices: an empty object with the type in its mode
+        (s3fs's way).  The kernel itself serves opens of FIFOs, sockets and devices; they never
+        reach :meth:`open`."""
+        path = self._new_child(parent_inode, name)
+        await self._ensure_absent(path)
+        kind = stat.S_IFMT(mode) or stat.S_IFREG
+        if kind not in _MKNOD_TYPES:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        attrs = self._new_attrs(kind | stat.S_IMODE(mode), ctx)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            attrs.rdev = rdev
+        await self.tree.mknod(path, attrs)
+        return self._entry(path, attrs)
+
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         """Objects cannot share data: no hard links (as s3fs)."""
         raise pyfuse3.FUSEError(errno.ENOTSUP)
@@ -368,6 +390,67 @@ class Operations(pyfuse3.Operations):
             await self.files.truncate(self.files.handle(fh).file, size)
         finally:
             await self.files.release(fh)
+
+    # -- extended attributes (use_xattr) --------------------------------------------------
+    #
+    # Without use_xattr every call answers ENOSYS, which the kernel turns into EOPNOTSUPP and
+    # remembers, never asking again: what s3fs answers without the option.  With it, reads
+    # come from the attributes already known (an open file's, or the stat cache), so the
+    # security.capability lookup the kernel makes before every write costs no request.
+
+    async def _xattrs_of(self, inode: int) -> dict[str, bytes]:
+        if not self.use_xattr:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        path = self._path(inode)
+        attrs = await self._existing(path, inode)
+        if attrs.from_listing and path:
+            attrs = await self.tree.exact(path, attrs)
+        return attrs.xattrs or {}
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        value = (await self._xattrs_of(inode)).get(os.fsdecode(name))
+        if value is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return value
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return [os.fsencode(name) for name in sorted(await self._xattrs_of(inode))]
+
+    @fuse_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        """XATTR_CREATE / XATTR_REPLACE are checked by pyfuse3 through :meth:`getxattr`."""
+        await self._change_xattrs(inode, os.fsdecode(name), bytes(value))
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self._change_xattrs(inode, os.fsdecode(name), None)
+
+    async def _change_xattrs(self, inode: int, name: str, value: bytes | None) -> None:
+        """One attribute set (``value``) or removed (None): the whole header is rewritten with
+        the metadata (a self-copy, a marker, or the open file's upload); ctime only changes."""
+        if not self.use_xattr:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        path = self._path(inode)
+        current = await self._existing(path, inode)
+        if inode == ROOT_INODE:
+            raise pyfuse3.FUSEError(errno.ENOTSUP)  # the mountpoint has no object to hold them
+        current = await self.tree.exact(path, current)
+        xattrs = dict(current.xattrs or {})
+        if value is None:
+            if name not in xattrs:
+                raise pyfuse3.FUSEError(errno.ENODATA)
+            del xattrs[name]
+        else:
+            xattrs[name] = value
+        new = dataclasses.replace(current, xattrs=xattrs or None, ctime_ns=time.time_ns())
+        open_file = self.files.file_of(inode)
+        if open_file is not None:
+            if not await self.files.set_attrs(open_file, new):
+                await self.tree.put_attrs(path, dataclasses.replace(new))
+        else:
+            await self.tree.put_attrs(path, new)
 
     # -- files ----------------------------------------------------------------------------
 

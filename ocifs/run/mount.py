@@ -346,7 +346,7 @@ class Mount:
         inodes = InodeTable()
         files = OpenFiles(self.tree, inodes, self.store, self.multipart, limits, self.cache,
                           self.background)
-        self.operations = Operations(self.tree, view, files, inodes)
+        self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr)
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []
