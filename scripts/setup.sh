@@ -9,7 +9,7 @@ extras="server"
 packages=(fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv ca-certificates)
 if [ "${1:-}" = "test" ]; then
     extras="test"
-    packages+=(s3fs redis-server rclone)
+    packages+=(s3fs redis-server rclone rsync attr)  # rsync, attr (setfattr): the xattr round trips
 fi
 
 missing=()
