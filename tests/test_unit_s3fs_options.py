@@ -66,7 +66,7 @@ S3FS_197 = [
     ("stat_cache_interval_expire=900", IMPLEMENTED), ("max_stat_cache_size=100000", IMPLEMENTED),
     ("enable_negative_cache", IMPLEMENTED), ("disable_negative_cache", IMPLEMENTED),
     ("enable_noobj_cache", WARNS), ("list_object_max_keys=500", IMPLEMENTED),
-    ("set_check_cache_sigusr1", WARNS), ("update_parent_dir_stat", NOT_WIRED),
+    ("set_check_cache_sigusr1", WARNS), ("update_parent_dir_stat", IMPLEMENTED),
     ("bucket_size=1TiB", IMPLEMENTED),
     ("dbglevel=info", IMPLEMENTED), ("curldbg", IMPLEMENTED), ("logfile=/tmp/l", IMPLEMENTED),
     ("no_time_stamp_msg", WARNS), ("mp_umask=022", IMPLEMENTED), ("umask=022", IMPLEMENTED),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import stat
 import time
@@ -747,3 +748,14 @@ def test_a_store_that_drops_directory_metadata_is_named_once(store, caplog):
     assert dropping.keeps_dir_metadata is False
     assert heads == ["d1/"]  # asked once per mount
     assert sum("keeps no metadata on directory objects" in r.message for r in caplog.records) == 1
+
+
+def test_update_parent_dir_stat_moves_the_directorys_times(client, store):
+    old = ObjectAttrs(mode=stat.S_IFDIR | 0o755, mtime_ns=10**9, ctime_ns=10**9, atime_ns=10**9)
+    for touch, moved in ((False, False), (True, True)):
+        tree = Tree(store, UID, GID, touch_parents=touch)
+        run(tree.mkdir, f"up{touch}", dataclasses.replace(old))
+        run(tree.symlink, f"up{touch}/ln", "x", ObjectAttrs(mode=objects.SYMLINK_MODE))
+        mtime = client.head_object(Bucket=BUCKET, Key=f"up{touch}/")["Metadata"]["mtime"]
+        assert (mtime != "1") is moved
+        assert (run(tree.stat, f"up{touch}").mtime_ns > 10**9) is moved

@@ -467,6 +467,7 @@ class Operations(pyfuse3.Operations):
         inode = self.inodes.lookup(path)
         fh = await self.files.new_file(inode, attrs)
         self._cached_etags.pop(inode, None)
+        await self.tree.touch_parent(path)
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), self.view.entry(inode, self.files.attrs_of(inode) or attrs)
 
     @fuse_errors

@@ -85,9 +85,10 @@ class Tree:
     def __init__(self, store: Store, default_uid: int, default_gid: int,
                  cache: MetaCache | None = None, fast_list: bool = False,
                  multipart: Multipart | None = None, background: Background | None = None,
-                 control_chars_refused: bool = False) -> None:
+                 control_chars_refused: bool = False, touch_parents: bool = False) -> None:
         self.store = store
         self.control_chars_refused = control_chars_refused  # OCI's rule, not S3's
+        self.touch_parents = touch_parents  # s3fs's update_parent_dir_stat
         self.cache = cache or MetaCache()
         # Server-side copies (chmod, rename) go through the mount's journal of multipart uploads.
         self.multipart = multipart or Multipart(store, UploadJournal.in_memory())
@@ -393,6 +394,21 @@ class Tree:
         self.cache.changed(parent_of(path))  # an implicit parent now has a marker below it
         if self.keeps_dir_metadata is None:
             await self._check_dir_metadata(key)
+        await self.touch_parent(path)
+
+    async def touch_parent(self, path: str) -> None:
+        """With ``update_parent_dir_stat``: an entry made or removed in a directory moves the
+        directory's mtime and ctime, stored on its marker (s3fs's option; the mountpoint has
+        no object to hold them)."""
+        parent = parent_of(path)
+        if not self.touch_parents or not path or not parent:
+            return
+        attrs = await self.stat(parent)
+        if attrs is None or not attrs.is_dir:
+            return
+        attrs = dataclasses.replace(await self.exact(parent, attrs))
+        attrs.mtime_ns = attrs.ctime_ns = time.time_ns()
+        await self.put_attrs(parent, attrs)
 
     async def _check_dir_metadata(self, key: str) -> None:
         """One HEAD of the first marker made: a store that drops a ``dir/`` object's metadata
@@ -413,6 +429,7 @@ class Tree:
         await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
                                    objects.DEFAULT_CONTENT_TYPE)
         self.cache.changed(path, attrs)
+        await self.touch_parent(path)
 
     async def mknod(self, path: str, attrs: ObjectAttrs) -> None:
         """A regular file, FIFO, socket or device made by mknod: an empty object whose mode
@@ -421,6 +438,7 @@ class Tree:
         await self.store.put_bytes(self.store.key(path), b"", objects.metadata_for(attrs),
                                    objects.content_type_for(path, attrs))
         self.cache.changed(path, attrs)
+        await self.touch_parent(path)
 
     async def readlink(self, path: str) -> str:
         data = await self.store.get_bytes(self.store.key(path))
@@ -430,12 +448,14 @@ class Tree:
         if self._pending.pop(path, None) is None:
             await self.store.delete(self.store.key(path))
         self.cache.changed(path, None)
+        await self.touch_parent(path)
 
     async def remove_dir(self, path: str, attrs: ObjectAttrs) -> None:
         if not await self.is_empty_dir(path):
             raise FsError(errno.ENOTEMPTY, f"directory {path} is not empty")
         await self.store.delete(self.store.key(path, directory=True))
         self.cache.changed(path, None, subtree=True)
+        await self.touch_parent(path)
 
     async def rename(self, old: str, new: str, attrs: ObjectAttrs) -> None:
         """Copy then delete (s3fs's way); a directory moves object by object, not atomically."""
@@ -464,6 +484,9 @@ class Tree:
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.cache.changed(old, None, subtree=True)
         self.cache.changed(new, attrs, subtree=True)
+        await self.touch_parent(old)
+        if parent_of(new) != parent_of(old):
+            await self.touch_parent(new)
 
     async def _rename_dir(self, old: str, new: str, attrs: ObjectAttrs,
                           target: ObjectAttrs | None) -> None:

@@ -334,7 +334,8 @@ class Mount:
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
                          cache=_meta_cache(opts),
                          fast_list=opts.fast_list, multipart=self.multipart,
-                         background=self.background, control_chars_refused=spec.oci_rules)
+                         background=self.background, control_chars_refused=spec.oci_rules,
+                         touch_parents=opts.update_parent_dir_stat)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
                         timeout=kernel_timeout(opts.stat_cache_expire),
                         capacity=parse_size("bucket_size", opts.bucket_size) if opts.bucket_size else None)

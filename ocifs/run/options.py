@@ -217,7 +217,7 @@ class MountOptions:
         "seconds an attribute stays cached after its last use; excludes stat_cache_expire",
         "float"))
     update_parent_dir_stat: bool = dataclasses.field(default=False, metadata=_opt(
-        "update a directory's times when an entry is created or removed (parsed, not yet wired)",
+        "update a directory's mtime and ctime when an entry is created or removed in it",
         "flag"))
     compat_dir: bool = dataclasses.field(default=False, metadata=_opt(
         "also recognise dir objects without a slash and dir_$folder$ (parsed, not yet wired)",
