@@ -200,7 +200,7 @@ class MountOptions:
     noua: bool = dataclasses.field(default=False, metadata=_opt(
         "send no User-Agent header", "flag"))
     instance_name: str | None = dataclasses.field(default=None, metadata=_opt(
-        "name added to the User-Agent and to the mount's first log line"))
+        "name added to the User-Agent (ocifs-instance/NAME)"))
     mime: str | None = dataclasses.field(default=None, metadata=_opt(
         "mime.types file giving Content-Type by extension (default: the system's, /etc/mime.types)"))
     ahbe_conf: str | None = dataclasses.field(default=None, metadata=_opt(

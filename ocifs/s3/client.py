@@ -13,16 +13,21 @@ from typing import Any
 
 import dataclasses
 
+import logging
+
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import CredentialResolver
 import botocore.session
 import botocore.utils
+import urllib3
 
 from ocifs.s3.credentials import Credentials
 from ocifs.s3.listparse import install_fast_listing
 from ocifs.s3.requests import RequestParams
+
+log = logging.getLogger(__name__)
 from ocifs.s3.retries import install_paced_retries
 
 # HEADs are small and mostly waiting for the round trip: a directory listing sends one per
@@ -134,6 +139,10 @@ def make_client(url: str, region: str, credentials: Credentials, path_style: boo
             aws_secret_access_key=credentials.secret_key or None,
             aws_session_token=credentials.session_token,
         )
+    if conn.verify is False:
+        # One line at mount instead of urllib3's warning on every request.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        log.warning("TLS certificates of %s are not checked (no_check_certificate)", url)
     client = session.client("s3", endpoint_url=url, config=config, verify=conn.verify)
     if conn.no_user_agent:
         client.meta.events.register_last("before-send.s3", _drop_user_agent)

@@ -69,11 +69,9 @@ def to_store_error(exc: BaseException, what: str) -> StoreError:
     if isinstance(exc, (botocore.exceptions.ReadTimeoutError,
                         botocore.exceptions.ConnectTimeoutError)):
         return StoreError(errno.ETIMEDOUT, f"{what}: timed out", code)
-    if isinstance(exc, botocore.exceptions.SSLError):
-        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return StoreError(errno.EIO, f"{what}: the endpoint's TLS certificate cannot be "
-                              "verified (-o no_check_certificate skips the check)", code)
-        return StoreError(errno.EIO, f"{what}: TLS connection failed ({code})", code)
+    if isinstance(exc, botocore.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return StoreError(errno.EIO, f"{what}: the endpoint's TLS certificate cannot be "
+                          "verified (-o no_check_certificate skips the check)", code)
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
                         botocore.exceptions.ConnectionError)):
         return StoreError(errno.EIO, f"{what}: cannot reach the endpoint ({code})", code)
