@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # python benchmarks/run.py
 
 from benchmarks import report  # noqa: E402
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
-from benchmarks.targets import (ALL_TARGETS, ONLY_WORKLOADS, Endpoint, is_mounted, make_target,  # noqa: E402
+from benchmarks.targets import (ALL_TARGETS, REF_ENV, ONLY_WORKLOADS, Endpoint, is_mounted, make_target,  # noqa: E402
                                 missing_tools)
 from benchmarks.workloads import (WORKLOADS, Ctx, LocalChecker, Params, Pattern,  # noqa: E402
                                   S3Checker, ensure_big, ensure_listing)
@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list of {','.join(ALL_TARGETS)} (default: all; missing tools are skipped)")
     g.add_argument("--workloads", type=csv, default=list(WORKLOADS),
                    help=f"comma list of {','.join(WORKLOADS)} (default: all)")
+    g.add_argument("--ref", type=Path, default=None,
+                   help="an ocifs source tree run as target ocifs-ref beside this one, e.g. "
+                        "`git worktree add /tmp/ref HEAD~1` (the ref's code, this checkout's deps)")
     g.add_argument("--big-targets", type=csv, default=["ocifs", "s3fs"],
                    help="targets that run big_write (default: ocifs,s3fs)")
     g.add_argument("--big-latency-ms", type=lambda s: [float(x) for x in csv(s)], default=None,
@@ -156,6 +159,9 @@ def describe_versions(server_kind: str) -> dict:
                 "rclone": _version(["rclone", "version"]),
                 "redis": _version(["redis-server", "--version"]),
                 "boto3": boto3.__version__}
+    ref = os.environ.get(REF_ENV)
+    if ref:
+        versions["ocifs-ref"] = _version(["git", "-C", ref, "rev-parse", "--short", "HEAD"]) or ref
     if server_kind == "seaweedfs":
         with contextlib.suppress(Exception):
             from ocifs.run.localserver import find_weed
@@ -170,6 +176,8 @@ def log(args: argparse.Namespace, msg: str) -> None:
 
 
 def run_suite(args: argparse.Namespace) -> Path:
+    if args.ref is not None:
+        os.environ[REF_ENV] = str(args.ref.resolve())
     targets = [t for t in args.targets if t in ALL_TARGETS]
     unknown = set(args.targets) - set(ALL_TARGETS) | set(args.workloads) - set(WORKLOADS)
     if unknown:
@@ -281,7 +289,8 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             bucket = f"bench-{run_id}-{int(latency)}-{name}"
             if name != "local":
                 checker_client.create_bucket(Bucket=bucket)
-            extra = {"ocifs": args.ocifs_options, "ocifs-fl": args.ocifs_options,
+            extra = {"ocifs": args.ocifs_options, "ocifs-ref": args.ocifs_options,
+                     "ocifs-fl": args.ocifs_options,
                      "s3fs": args.s3fs_options,
                      "rclone": args.rclone_args}.get(name, [])
             target = make_target(name, endpoint, bucket, workdir, extra)

@@ -5,6 +5,8 @@ caches or writes can help or hurt another.  A *mounted* target exposes a directo
 ``boto3`` exposes a client instead and the workloads call the S3 API directly.
 
 * ``ocifs``  – this project, defaults only, daemonized as a user runs it;
+* ``ocifs-ref`` – the same from another source tree (``OCIFS_BENCH_REF``: e.g. a git worktree
+  of an earlier commit), so that a change is measured against what it replaces in one run;
 * ``s3fs``   – Debian's s3fs-fuse, defaults only;
 * ``rclone`` – Debian's rclone, ``rclone mount --vfs-cache-mode writes``, otherwise defaults;
 * ``boto3``  – the S3 API straight from Python (the ceiling for an S3 client);
@@ -25,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
-ALL_TARGETS = ("ocifs", "ocifs-fl", "s3fs", "rclone", "boto3", "local")
-FS_TARGETS = ("ocifs", "ocifs-fl", "s3fs", "rclone")  # FUSE filesystems with a process to measure
+ALL_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "s3fs", "rclone", "boto3", "local")
+FS_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "s3fs", "rclone")  # FUSE filesystems with a process to measure
 # ocifs with -o fast_list: the same program, only listings differ, so it runs only these.
 ONLY_WORKLOADS = {"ocifs-fl": ("ls_l", "find_tree")}
 TARGET_OPTIONS = {"ocifs-fl": ["fast_list"]}
@@ -213,7 +215,17 @@ class Target:
         return path
 
 
+REF_ENV = "OCIFS_BENCH_REF"  # the source tree target ocifs-ref runs
+
+
 class OcifsTarget(Target):
+    def _env(self) -> dict[str, str]:
+        """ocifs-ref imports ocifs from the reference tree, ahead of this checkout's."""
+        env = dict(os.environ)
+        if self.name == "ocifs-ref":
+            env["PYTHONPATH"] = os.environ[REF_ENV]
+        return env
+
     def mount(self) -> None:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         opts = [f"url={self.endpoint.url}", "use_path_request_style",
@@ -221,7 +233,7 @@ class OcifsTarget(Target):
                 "dbglevel=warn", *self.extra_options]
         r = subprocess.run([sys.executable, "-m", "ocifs", "mount", self.bucket,
                             str(self.mountpoint), "-o", ",".join(opts)],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, env=self._env())
         if r.returncode != 0:
             raise RuntimeError(f"ocifs mount failed: {r.stderr.strip()}")
         self._wait_mounted(None, 30, "ocifs")
@@ -252,7 +264,7 @@ class OcifsTarget(Target):
     def umount(self) -> None:
         if is_mounted(self.mountpoint):
             r = subprocess.run([sys.executable, "-m", "ocifs", "umount", str(self.mountpoint)],
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=600, env=self._env())
             if r.returncode != 0:
                 fusermount_u(self.mountpoint)
         self._wait_pids_gone()
@@ -384,15 +396,18 @@ class LocalTarget(Target):
         return self.root is not None
 
 
-CLASSES = {"ocifs": OcifsTarget, "ocifs-fl": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
+CLASSES = {"ocifs": OcifsTarget, "ocifs-ref": OcifsTarget, "ocifs-fl": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
            "boto3": Boto3Target, "local": LocalTarget}
 
-TOOLS = {"ocifs": ["fusermount3"], "ocifs-fl": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
+TOOLS = {"ocifs": ["fusermount3"], "ocifs-ref": ["fusermount3"], "ocifs-fl": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
          "rclone": ["rclone", "fusermount3"], "boto3": [], "local": []}
 
 
 def missing_tools(name: str) -> list[str]:
-    return [t for t in TOOLS[name] if shutil.which(t) is None]
+    missing = [t for t in TOOLS[name] if shutil.which(t) is None]
+    if name == "ocifs-ref" and not (Path(os.environ.get(REF_ENV, "/nonexistent")) / "ocifs").is_dir():
+        missing.append("--ref (an ocifs source tree)")
+    return missing
 
 
 def make_target(name: str, endpoint: Endpoint, bucket: str, workdir: Path,
