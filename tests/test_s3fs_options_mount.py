@@ -141,3 +141,24 @@ def test_self_signed_endpoint_needs_no_check_certificate(moto_server, mount_fact
     finally:
         front.close()
     assert moto_server.client().get_object(Bucket=bucket, Key="over-tls.txt")["Body"].read() == b"hello\n"
+
+
+def test_bucket_given_as_an_option(moto_server, tmp_path):
+    """s3fs's ``s3fs MOUNTPOINT -o bucket=NAME:/PATH``."""
+    bucket = unique_bucket("optbucket")
+    moto_server.create_bucket(bucket)
+    moto_server.client().put_object(Bucket=bucket, Key="sub/inside.txt", Body=b"in\n")
+    mount = OcifsMount(moto_server, bucket, tmp_path / "mnt")
+    argv = mount.argv()
+    opts = argv[argv.index("-o") + 1] + f",bucket={bucket}:/sub"
+    result = subprocess.run([*OCIFS, str(mount.mountpoint), "-o", opts], capture_output=True,
+                            text=True, timeout=120)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (mount.mountpoint / "inside.txt").read_text() == "in\n"
+    finally:
+        mount.umount()
+    twice = subprocess.run([*OCIFS, "mount", bucket, str(mount.mountpoint), "-o", opts],
+                           capture_output=True, text=True, timeout=120)
+    assert twice.returncode == 1 and twice.stderr.startswith("ocifs: the bucket is given twice")
+    assert not is_mounted(mount.mountpoint)
