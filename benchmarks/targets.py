@@ -226,6 +226,11 @@ class OcifsTarget(Target):
             env["PYTHONPATH"] = os.environ[REF_ENV]
         return env
 
+    def _cwd(self) -> str | None:
+        """``python -m`` puts the working directory first on sys.path, before PYTHONPATH:
+        ocifs-ref must run from the reference tree, or the checkout's ocifs is what runs."""
+        return os.environ[REF_ENV] if self.name == "ocifs-ref" else None
+
     def mount(self) -> None:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         opts = [f"url={self.endpoint.url}", "use_path_request_style",
@@ -233,7 +238,8 @@ class OcifsTarget(Target):
                 "dbglevel=warn", *self.extra_options]
         r = subprocess.run([sys.executable, "-m", "ocifs", "mount", self.bucket,
                             str(self.mountpoint), "-o", ",".join(opts)],
-                           capture_output=True, text=True, timeout=120, env=self._env())
+                           capture_output=True, text=True, timeout=120, env=self._env(),
+                           cwd=self._cwd())
         if r.returncode != 0:
             raise RuntimeError(f"ocifs mount failed: {r.stderr.strip()}")
         self._wait_mounted(None, 30, "ocifs")
@@ -264,7 +270,8 @@ class OcifsTarget(Target):
     def umount(self) -> None:
         if is_mounted(self.mountpoint):
             r = subprocess.run([sys.executable, "-m", "ocifs", "umount", str(self.mountpoint)],
-                               capture_output=True, text=True, timeout=600, env=self._env())
+                               capture_output=True, text=True, timeout=600, env=self._env(),
+                               cwd=self._cwd())
             if r.returncode != 0:
                 fusermount_u(self.mountpoint)
         self._wait_pids_gone()
