@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import stat
 import time
 
@@ -759,3 +760,100 @@ def test_update_parent_dir_stat_moves_the_directorys_times(client, store):
         mtime = client.head_object(Bucket=BUCKET, Key=f"up{touch}/")["Metadata"]["mtime"]
         assert (mtime != "1") is moved
         assert (run(tree.stat, f"up{touch}").mtime_ns > 10**9) is moved
+
+
+# -- compat_dir: dir_$folder$ objects (s3fs 1.94+) -------------------------------------------
+
+FOLDER = "_$folder$"
+
+
+@pytest.fixture
+def compat_tree(store):
+    return Tree(store, UID, GID, compat_dir=True)
+
+
+def test_folder_object_is_a_directory_only_with_compat_dir(client, store):
+    put(client, "old" + FOLDER, meta={"mode": str(stat.S_IFDIR | 0o755)})
+    plain = run(Tree(store, UID, GID).stat, "old")
+    assert plain is None
+    a = run(Tree(store, UID, GID, compat_dir=True).stat, "old")
+    assert a is not None and a.is_dir and stat.S_IMODE(a.mode) == 0o755
+
+
+def test_folder_object_without_headers_is_a_directory(client, compat_tree):
+    put(client, "bare" + FOLDER)
+    a = run(compat_tree.stat, "bare")
+    assert a is not None and a.is_dir
+
+
+def test_listdir_shows_folder_object_as_directory(client, store, compat_tree):
+    put(client, "top/x" + FOLDER)
+    put(client, "top/f.txt", b"1")
+    names = {n: a.is_dir for n, a in run(compat_tree.listdir, "top")}
+    assert names == {"x": True, "f.txt": False}
+    plain = {n for n, _ in run(Tree(store, UID, GID).listdir, "top")}
+    assert plain == {"x" + FOLDER, "f.txt"}
+
+
+def test_listdir_folder_object_and_children_one_entry(client, compat_tree):
+    put(client, "y" + FOLDER)
+    put(client, "y/inner.txt", b"1")
+    entries = run(compat_tree.listdir, "")
+    assert [(n, a.is_dir) for n, a in entries] == [("y", True)]
+
+
+def test_zero_byte_dir_object_without_slash_is_a_directory_either_way(client, store):
+    # s3fs HEADs "dir" first and reads its headers: a directory content type makes it one,
+    # with or without compat_dir.
+    put(client, "legacy", ctype=DIR_CT)
+    for compat in (False, True):
+        a = run(Tree(store, UID, GID, compat_dir=compat).stat, "legacy")
+        assert a is not None and a.is_dir
+
+
+def test_rmdir_removes_folder_object(client, compat_tree):
+    put(client, "gone" + FOLDER)
+    attrs = run(compat_tree.stat, "gone")
+    run(compat_tree.remove_dir, "gone", attrs)
+    assert not exists(client, "gone" + FOLDER)
+    assert run(compat_tree.stat, "gone") is None
+
+
+def test_rename_moves_folder_directory_to_marker(client, compat_tree):
+    put(client, "src" + FOLDER, meta={"mode": str(stat.S_IFDIR | 0o700)})
+    put(client, "src/a.txt", b"abc")
+    attrs = run(compat_tree.stat, "src")
+    run(compat_tree.rename, "src", "dst", attrs)
+    assert not exists(client, "src" + FOLDER)
+    assert not exists(client, "src/a.txt")
+    assert exists(client, "dst/") and exists(client, "dst/a.txt")
+    a = run(compat_tree.stat, "dst")
+    assert a is not None and a.is_dir
+
+
+def test_rename_empty_folder_directory_keeps_it(client, compat_tree):
+    put(client, "e" + FOLDER)
+    run(compat_tree.rename, "e", "f", run(compat_tree.stat, "e"))
+    assert not exists(client, "e" + FOLDER) and exists(client, "f/")
+
+
+# -- use_wtf8: names that are not UTF-8 ------------------------------------------------------
+
+BAD = os.fsdecode(b"bad\xff.txt")  # what the kernel's bytes become in a path
+
+
+def test_invalid_utf8_name_refused_without_use_wtf8(tree):
+    with pytest.raises(FsError) as info:
+        run(tree.stat, BAD)
+    assert info.value.errno == errno.EILSEQ
+
+
+def test_use_wtf8_maps_keys_and_listed_names(client):
+    store = Store(client, BUCKET, use_wtf8=True)
+    t = Tree(store, UID, GID)
+    assert store.key(BAD) == "bad\ue0ff.txt"
+    put(client, "d/bad\ue0ff.txt", b"x")
+    put(client, "d/sub\ue0fe/inner", b"y")
+    assert {n for n, _ in run(t.listdir, "d")} == {BAD, os.fsdecode(b"sub\xfe")}
+    assert run(t.stat, "d/" + BAD).size == 1
+    assert [n for n, _ in run(t.listdir, "d/" + os.fsdecode(b"sub\xfe"))] == ["inner"]

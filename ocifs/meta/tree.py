@@ -30,6 +30,7 @@ from ocifs.upload.multipart import Multipart
 log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024  # S3 and OCI both refuse longer keys
+FOLDER_SUFFIX = "_$folder$"  # old s3fox/Cyberduck directories, with s3fs's compat_dir
 
 
 def join(parent: str, name: str) -> str:
@@ -85,8 +86,11 @@ class Tree:
     def __init__(self, store: Store, default_uid: int, default_gid: int,
                  cache: MetaCache | None = None, fast_list: bool = False,
                  multipart: Multipart | None = None, background: Background | None = None,
-                 control_chars_refused: bool = False, touch_parents: bool = False) -> None:
+                 control_chars_refused: bool = False, touch_parents: bool = False,
+                 compat_dir: bool = False) -> None:
         self.store = store
+        # s3fs's compat_dir: ``dir_$folder$`` objects (s3fox, Cyberduck) are directories too.
+        self.compat_dir = compat_dir
         self.control_chars_refused = control_chars_refused  # OCI's rule, not S3's
         self.touch_parents = touch_parents  # s3fs's update_parent_dir_stat
         self.cache = cache or MetaCache()
@@ -192,6 +196,8 @@ class Tree:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "file", self.store.head, key)
             nursery.start_soon(run, "marker", self.store.head, key + "/")
+            if self.compat_dir:
+                nursery.start_soon(run, "folder", self.store.head, key + FOLDER_SUFFIX)
             if self.cache.keeps_pages:
                 page, fetch = self.cache.page(path)
                 if fetch and self.background.active:
@@ -206,6 +212,9 @@ class Tree:
         marker = results["marker"]
         if marker is not None:
             return objects.attrs_from_head(key + "/", marker, self.default_uid, self.default_gid)
+        folder = results.get("folder")
+        if folder is not None:  # s3fs then treats it as ``dir/`` with that object's headers
+            return objects.attrs_from_head(key + "/", folder, self.default_uid, self.default_gid)
         if page is not None:
             below, _ = await page.wait()
             has_children = bool(below)
@@ -244,7 +253,8 @@ class Tree:
     async def _fetch_listed(self, path: str) -> ObjectAttrs | None:
         key = self.store.key(path)
         contents, prefixes = await self._listing(parent_of(path))
-        if any(obj["Key"] == key for obj in contents) or key + "/" in prefixes:
+        folder = key + FOLDER_SUFFIX if self.compat_dir else None
+        if (any(obj["Key"] in (key, folder) for obj in contents) or key + "/" in prefixes):
             return await self._fetch(path)
         return None
 
@@ -275,11 +285,14 @@ class Tree:
         # from a listing that may predate it.
         fresh = self.cache.generation == generation
         files: dict[str, dict] = {}
+        folders: set[str] = set()
         for obj in contents:
-            name = obj["Key"][len(prefix):]
-            if is_entry_name(name):
+            name = self.store.name_of(obj["Key"][len(prefix):])
+            if self.compat_dir and name.endswith(FOLDER_SUFFIX):
+                folders.add(name[:-len(FOLDER_SUFFIX)])  # s3fs lists ``x_$folder$`` as ``x/``
+            elif is_entry_name(name):
                 files[name] = obj
-        dirs = {p[len(prefix):-1] for p in prefixes}
+        dirs = {self.store.name_of(p[len(prefix):-1]) for p in prefixes} | folders
         dirs = {d for d in dirs if is_entry_name(d) and d not in files}
         for pending_path in self._pending_in(path):
             files.setdefault(name_of(pending_path), {})
@@ -350,7 +363,7 @@ class Tree:
             # Keys sort as UTF-8 bytes, i.e. by code point: a subdirectory is whole in the
             # page when the page's last key sorts after all of its keys.
             whole = not truncated or (last > sub_prefix and not last.startswith(sub_prefix))
-            sub_path = sub_prefix[len(prefix):-1]
+            sub_path = self.store.name_of(sub_prefix[len(prefix):-1])
             if whole and all(is_entry_name(part) for part in sub_path.split("/")):
                 self.cache.keep_listing(join(path, sub_path), sub_listing, since=generation)
         if truncated:
@@ -454,6 +467,8 @@ class Tree:
         if not await self.is_empty_dir(path):
             raise FsError(errno.ENOTEMPTY, f"directory {path} is not empty")
         await self.store.delete(self.store.key(path, directory=True))
+        if self.compat_dir:  # as s3fs's rmdir, the old-style object goes too (none: a no-op)
+            await self.store.delete(self.store.key(path) + FOLDER_SUFFIX)
         self.cache.changed(path, None, subtree=True)
         await self.touch_parent(path)
 
@@ -499,6 +514,11 @@ class Tree:
         if target is not None and target.has_marker and dst_prefix not in markers:
             await self.store.delete(dst_prefix)
 
+        folder = self.store.key(old) + FOLDER_SUFFIX if self.compat_dir else None
+        folder_head = await self.store.head(folder) if folder else None
+        if folder_head is not None and src_prefix not in markers:
+            # s3fs moves an old-style directory to a ``dir/`` marker (made first, below)
+            markers.insert(0, src_prefix)
         for marker in markers:
             head = await self.store.head(marker)
             meta = (head or {}).get("Metadata") or objects.metadata_for(attrs)
@@ -517,6 +537,8 @@ class Tree:
         await self._for_each(self.store.delete, files)
         for marker in reversed(markers):
             await self.store.delete(marker)
+        if folder_head is not None and folder is not None:
+            await self.store.delete(folder)
         for pending_path in [p for p in self._pending if p.startswith(old + "/")]:
             self._pending[new + pending_path[len(old):]] = self._pending.pop(pending_path)
 

@@ -215,7 +215,7 @@ def build_store(spec: MountSpec, retries: int | None = None) -> Store:
                  multipart_threshold=NO_MULTIPART if opts.nomultipart else opts.multipart_threshold * MiB,
                  copy_threshold=opts.singlepart_copy_limit * MiB,
                  copy_part_size=opts.multipart_copy_size * MiB,
-                 parallel_count=opts.parallel_count)
+                 parallel_count=opts.parallel_count, use_wtf8=opts.use_wtf8)
 
 
 def prepare(spec: MountSpec) -> MountSpec:
@@ -335,7 +335,7 @@ class Mount:
                          cache=_meta_cache(opts),
                          fast_list=opts.fast_list, multipart=self.multipart,
                          background=self.background, control_chars_refused=spec.oci_rules,
-                         touch_parents=opts.update_parent_dir_stat)
+                         touch_parents=opts.update_parent_dir_stat, compat_dir=opts.compat_dir)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
                         timeout=kernel_timeout(opts.stat_cache_expire),
                         capacity=parse_size("bucket_size", opts.bucket_size) if opts.bucket_size else None)

@@ -20,8 +20,10 @@ from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ReadFileChunk
 import trio
 
+from ocifs.errors import FsError
 from ocifs.s3.client import HEAD_THREADS
 from ocifs.s3.errors import StoreError, to_store_error
+from ocifs.s3.names import has_invalid_utf8, wtf8_decode, wtf8_encode
 from ocifs.units import MiB
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class ObjectStore(Protocol):
 
     def key(self, path: str, directory: bool = False) -> str: raise NotImplementedError
     def path_of(self, key: str) -> str: raise NotImplementedError
+    def name_of(self, listed: str) -> str: return listed
     async def head(self, key: str) -> dict | None: raise NotImplementedError
     async def head_many(self, keys: list[str]) -> dict[str, dict | None]: raise NotImplementedError
     async def list_dir(self, prefix: str, max_keys: int | None = None,
@@ -85,8 +88,9 @@ class Store(ObjectStore):
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
                  multipart_size: int = 10 * MiB, multipart_threshold: int = 25 * MiB,
                  copy_threshold: int = 512 * MiB, copy_part_size: int = 512 * MiB,
-                 parallel_count: int = 5) -> None:
+                 parallel_count: int = 5, use_wtf8: bool = False) -> None:
         self.client = client
+        self.use_wtf8 = use_wtf8  # s3fs's option: invalid UTF-8 bytes as private code points
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.limiter = trio.CapacityLimiter(max_threads)
@@ -101,12 +105,24 @@ class Store(ObjectStore):
             max_concurrency=parallel_count, use_threads=True)
 
     def key(self, path: str, directory: bool = False) -> str:
-        """The object key of a path relative to the mount root ("" is the root)."""
+        """The object key of a path relative to the mount root ("" is the root).
+
+        A name that is not valid UTF-8 (lone surrogates from ``surrogateescape``) is mapped
+        as s3fs's ``use_wtf8`` does, or refused with EILSEQ without it: S3 cannot hold it,
+        and boto3 could not even encode the request."""
+        if has_invalid_utf8(path):
+            if not self.use_wtf8:
+                raise FsError(errno.EILSEQ, f"{path!r} is not valid UTF-8 (see use_wtf8)")
+            path = wtf8_encode(path)
         key = self.prefix + path
         return key + "/" if directory and key and not key.endswith("/") else key
 
     def path_of(self, key: str) -> str:
-        return key[len(self.prefix):]
+        return self.name_of(key[len(self.prefix):])
+
+    def name_of(self, listed: str) -> str:
+        """The path (part) a listed key (part) stands for: ``key``'s inverse."""
+        return wtf8_decode(listed) if self.use_wtf8 else listed
 
     async def _run(self, what: str, fn: Callable[..., T], *args: Any,
                    limiter: trio.CapacityLimiter | None = None, **kwargs: Any) -> T:
