@@ -355,13 +355,14 @@ class Operations(pyfuse3.Operations):
         current = await self.tree.exact(path, current)
         new = dataclasses.replace(current)
         self._set_times_and_owner(new, attr, fields)
-        open_file = self.files.file_of(inode)
-        if open_file is not None:
-            if not await self.files.set_attrs(open_file, new):
-                await self.tree.put_attrs(path, dataclasses.replace(new))
-        else:
-            await self.tree.put_attrs(path, new)
+        await self._store_attrs(inode, path, new)
         return self.view.entry(inode, new)
+
+    async def _store_attrs(self, inode: int, path: str, new: ObjectAttrs) -> None:
+        """New metadata: an open, dirty file takes it with its upload; else it is stored now."""
+        open_file = self.files.file_of(inode)
+        if open_file is None or not await self.files.set_attrs(open_file, new):
+            await self.tree.put_attrs(path, dataclasses.replace(new))
 
     @staticmethod
     def _set_times_and_owner(attrs: ObjectAttrs, attr: pyfuse3.EntryAttributes,
@@ -445,12 +446,7 @@ class Operations(pyfuse3.Operations):
         else:
             xattrs[name] = value
         new = dataclasses.replace(current, xattrs=xattrs or None, ctime_ns=time.time_ns())
-        open_file = self.files.file_of(inode)
-        if open_file is not None:
-            if not await self.files.set_attrs(open_file, new):
-                await self.tree.put_attrs(path, dataclasses.replace(new))
-        else:
-            await self.tree.put_attrs(path, new)
+        await self._store_attrs(inode, path, new)
 
     # -- files ----------------------------------------------------------------------------
 
