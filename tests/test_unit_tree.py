@@ -857,3 +857,13 @@ def test_use_wtf8_maps_keys_and_listed_names(client):
     assert {n for n, _ in run(t.listdir, "d")} == {BAD, os.fsdecode(b"sub\xfe")}
     assert run(t.stat, "d/" + BAD).size == 1
     assert [n for n, _ in run(t.listdir, "d/" + os.fsdecode(b"sub\xfe"))] == ["inner"]
+
+
+def test_use_wtf8_maps_symlink_targets_as_s3fs(client):
+    t = Tree(Store(client, BUCKET, use_wtf8=True), UID, GID)
+    target = os.fsdecode(b"to\xff")
+    attrs = dataclasses.replace(file_attrs(), mode=stat.S_IFLNK | 0o777)
+    run(t.symlink, "link", target, attrs)
+    body = client.get_object(Bucket=BUCKET, Key="link")["Body"].read()
+    assert body == "to\ue0ff".encode()
+    assert run(t.readlink, "link") == target

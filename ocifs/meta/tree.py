@@ -22,6 +22,7 @@ from ocifs.meta.cache import UNKNOWN, Listing, MetaCache, SharedPage
 from ocifs.meta.objects import ObjectAttrs
 from ocifs.s3.errors import StoreError
 from ocifs.s3.oci import has_control_characters
+from ocifs.s3.names import wtf8_encode
 from ocifs.s3.store import Store
 from ocifs.tasks import Background
 from ocifs.upload.journal import UploadJournal
@@ -437,6 +438,8 @@ class Tree:
                         "remount, as on s3fs", objects.DEFAULT_DIR_MODE & 0o7777)
 
     async def symlink(self, path: str, target: str, attrs: ObjectAttrs) -> None:
+        if self.store.use_wtf8:  # s3fs maps the target as it maps names
+            target = wtf8_encode(target)
         data = target.encode("utf-8", "surrogateescape")
         attrs.size = len(data)
         await self.store.put_bytes(self.store.key(path), data, objects.metadata_for(attrs),
@@ -455,7 +458,7 @@ class Tree:
 
     async def readlink(self, path: str) -> str:
         data = await self.store.get_bytes(self.store.key(path))
-        return data.decode("utf-8", "surrogateescape")
+        return self.store.name_of(data.decode("utf-8", "surrogateescape"))
 
     async def remove_file(self, path: str) -> None:
         if self._pending.pop(path, None) is None:

@@ -39,6 +39,7 @@ class ObjectStore(Protocol):
 
     prefix: str
     limiter: trio.CapacityLimiter  # bounds the requests in flight (worker threads)
+    use_wtf8: bool = False  # s3fs's option: names that are not UTF-8 mapped (ocifs.s3.names)
 
     def key(self, path: str, directory: bool = False) -> str: raise NotImplementedError
     def path_of(self, key: str) -> str: raise NotImplementedError
