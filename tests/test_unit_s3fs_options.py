@@ -52,7 +52,7 @@ S3FS_197 = [
     ("load_sse_c=/k", IMPLEMENTED), ("default_acl=private", WARNS),
     ("mime=/etc/mime.types", IMPLEMENTED), ("ahbe_conf=/a", IMPLEMENTED),
     ("enable_content_md5", WARNS), ("enable_unsigned_payload", IMPLEMENTED),
-    ("use_xattr", IMPLEMENTED), ("use_wtf8", NOT_WIRED), ("compat_dir", NOT_WIRED),
+    ("use_xattr", IMPLEMENTED), ("use_wtf8", IMPLEMENTED), ("compat_dir", IMPLEMENTED),
     ("complement_stat", WARNS),
     ("multipart_size=10", IMPLEMENTED), ("multipart_threshold=25", IMPLEMENTED),
     ("multipart_copy_size=512", IMPLEMENTED), ("singlepart_copy_limit=512", IMPLEMENTED),

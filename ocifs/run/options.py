@@ -220,10 +220,11 @@ class MountOptions:
         "update a directory's mtime and ctime when an entry is created or removed in it",
         "flag"))
     compat_dir: bool = dataclasses.field(default=False, metadata=_opt(
-        "also recognise dir objects without a slash and dir_$folder$ (parsed, not yet wired)",
-        "flag"))
+        "also recognise old-style dir_$folder$ directory objects: looked up (one HEAD more), "
+        "listed as dir, removed by rmdir, moved to a dir/ marker by rename", "flag"))
     use_wtf8: bool = dataclasses.field(default=False, metadata=_opt(
-        "map invalid UTF-8 names to a private code page (parsed, not yet wired)", "flag"))
+        "names that are not valid UTF-8 stored as s3fs stores them (each bad byte as U+E000+byte), "
+        "mapped back in listings; without it such names fail with EILSEQ", "flag"))
     use_xattr: bool = dataclasses.field(default=False, metadata=_opt(
         "extended attributes, stored in x-amz-meta-xattr as s3fs stores them", "flag"))
     ignored: list[str] = dataclasses.field(default_factory=list, metadata={"internal": True})
