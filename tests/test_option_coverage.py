@@ -6,7 +6,10 @@ options with a visible effect are checked on a real mount.
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -181,3 +184,63 @@ def test_readme_table_names_every_option():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for field in MountOptions.specs():
         assert f"`{field.name}`" in readme, field.name
+
+
+def test_kernel_mount_flags_and_read_only(moto_server, bucket, mount_factory):
+    """``ro`` and ``noatime`` reach the kernel as s3fs passes them: a read-only
+    mount reads, refuses every change with EROFS and writes nothing to the bucket."""
+    client = moto_server.client()
+    client.put_object(Bucket=bucket, Key="ro/kept.txt", Body=b"kept")
+    before = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    mount = mount_factory(moto_server, bucket, ["ro", "noatime"]).mount()
+    with open("/proc/mounts") as mounts:
+        line = next(line for line in mounts if line.split()[1] == str(mount.mountpoint))
+    flags = line.split()[3].split(",")
+    assert "ro" in flags and "noatime" in flags
+    root = mount.mountpoint
+    assert (root / "ro" / "kept.txt").read_bytes() == b"kept"
+    for change in (lambda: (root / "ro" / "new").write_bytes(b"x"),
+                   lambda: (root / "ro" / "kept.txt").write_bytes(b"y"),
+                   lambda: os.mkdir(root / "ro" / "d"),
+                   lambda: os.chmod(root / "ro" / "kept.txt", 0o600),
+                   lambda: os.unlink(root / "ro" / "kept.txt")):
+        with pytest.raises(OSError) as refused:
+            change()
+        assert refused.value.errno == errno.EROFS
+    mount.umount()
+    assert sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]) == before
+
+
+@pytest.mark.parametrize("direct_io", [False, True], ids=["page-cache", "direct_io"])
+def test_direct_io_bypasses_the_page_cache(moto_server, bucket, mount_factory, direct_io):
+    """With ``direct_io`` file data skips the kernel's page cache, which the kernel shows by
+    refusing a shared memory mapping (ENODEV); reads and writes work as before."""
+    mount = mount_factory(moto_server, bucket, ["direct_io"] if direct_io else []).mount()
+    path = mount.mountpoint / f"dio-{direct_io}.bin"
+    data = os.urandom(300_001)
+    path.write_bytes(data)
+    assert path.read_bytes() == data
+    with open(path, "r+b") as f:
+        if direct_io:
+            with pytest.raises(OSError) as refused:
+                mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED)
+            assert refused.value.errno == errno.ENODEV
+        else:
+            with mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED) as mapped:
+                assert mapped[:100] == data[:100]
+
+
+def test_attr_timeout_is_the_kernels(moto_server, bucket, mount_factory):
+    """``attr_timeout=N`` lets the kernel keep attributes N seconds, over ocifs's own choice
+    (with ``stat_cache_expire=0``: none): another mount's chmod is not seen until it ends."""
+    fresh = mount_factory(moto_server, bucket, ["stat_cache_expire=0"]).mount()
+    held = mount_factory(moto_server, bucket, ["stat_cache_expire=0", "attr_timeout=30",
+                                               "entry_timeout=30"]).mount()
+    writer = mount_factory(moto_server, bucket, ["stat_cache_expire=0"]).mount()
+    (writer.mountpoint / "timeouts.txt").write_bytes(b"t")
+    os.chmod(writer.mountpoint / "timeouts.txt", 0o644)
+    for mount in (fresh, held):
+        assert stat.S_IMODE(os.stat(mount.mountpoint / "timeouts.txt").st_mode) == 0o644
+    os.chmod(writer.mountpoint / "timeouts.txt", 0o600)
+    assert stat.S_IMODE(os.stat(fresh.mountpoint / "timeouts.txt").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(held.mountpoint / "timeouts.txt").st_mode) == 0o644

@@ -75,13 +75,26 @@ S3FS_197 = [
     ("notsup_compat_dir", WARNS), ("default_permissions", IMPLEMENTED),
 ]
 
+# Options s3fs does not read itself but hands to libfuse 2 (its man page: "FUSE/mount Options"),
+# which compose files carry too: the kernel's mount flags and FUSE's own.
+FUSE_AND_MOUNT = [
+    ("ro", IMPLEMENTED), ("noatime", IMPLEMENTED), ("sync", IMPLEMENTED), ("dirsync", IMPLEMENTED),
+    ("allow_root", IMPLEMENTED), ("max_read=131072", WARNS), ("direct_io", IMPLEMENTED),
+    ("attr_timeout=0", IMPLEMENTED), ("entry_timeout=2.5", IMPLEMENTED),
+    ("kernel_cache", WARNS), ("auto_cache", WARNS), ("big_writes", WARNS), ("large_read", WARNS),
+    ("max_write=131072", WARNS), ("max_readahead=131072", WARNS), ("negative_timeout=0", WARNS),
+    ("ac_attr_timeout=1", WARNS), ("hard_remove", WARNS), ("use_ino", WARNS),
+    ("readdir_ino", WARNS), ("intr", WARNS), ("async_read", WARNS), ("atomic_o_trunc", WARNS),
+]
+
 
 def _name(option: str) -> str:
     name = option.partition("=")[0]
     return ALIASES.get(name, name)
 
 
-@pytest.mark.parametrize("option,outcome", S3FS_197, ids=[o for o, _ in S3FS_197])
+@pytest.mark.parametrize("option,outcome", S3FS_197 + FUSE_AND_MOUNT,
+                         ids=[o for o, _ in S3FS_197 + FUSE_AND_MOUNT])
 def test_every_s3fs_option_is_known(option, outcome):
     name = _name(option)
     if outcome == REFUSES:
@@ -101,7 +114,7 @@ def test_every_s3fs_option_is_known(option, outcome):
 
 def test_help_and_readme_name_every_option():
     text = options_help()
-    for option, _ in S3FS_197:
+    for option, _ in S3FS_197 + FUSE_AND_MOUNT:
         name = option.partition("=")[0]
         assert name in text or name in ALIASES, name
         assert f"`{name}`" in README, name
@@ -123,6 +136,10 @@ def test_older_forms_fold_into_the_options_ocifs_uses():
     assert parse_options(["use_sse"]).use_sse == "1"
     hostname = parse_options(["ssl_verify_hostname=0"])
     assert hostname.no_check_certificate and any("ssl_verify_hostname" in n for n in hostname.notices)
+    last_use = parse_options(["stat_cache_expire=1,stat_cache_interval_expire=2"])  # last wins
+    assert last_use.stat_cache_interval_expire == 2
+    made = parse_options(["stat_cache_interval_expire=2", "stat_cache_expire=1"])
+    assert (made.stat_cache_interval_expire, made.stat_cache_expire) == (None, 1)
 
 
 @pytest.mark.parametrize("option,message", [
@@ -131,7 +148,6 @@ def test_older_forms_fold_into_the_options_ocifs_uses():
     ("bucket_size=lots", "option bucket_size has a bad value"),
     ("bucket_size=0", "option bucket_size has a bad value"),
     ("tmpdir=/nonexistent/dir", "option tmpdir=/nonexistent/dir is not a directory"),
-    ("stat_cache_expire=1,stat_cache_interval_expire=2", "exclude each other"),
     ("public_bucket=1,iam_role", "option public_bucket"),
     ("use_rrs,storage_class=glacier", "options use_rrs and storage_class"),
 ])

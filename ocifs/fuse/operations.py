@@ -58,6 +58,7 @@ class AttrView:
     gid: int | None = None
     umask: int | None = None
     timeout: float = 1.0
+    attr_timeout: float | None = None  # -o attr_timeout: the kernel's attribute timeout, if given
     capacity: int | None = None  # bucket_size: bytes statfs reports (None: s3fs's 16 EiB)
 
     def entry(self, inode: int, attrs: ObjectAttrs) -> pyfuse3.EntryAttributes:
@@ -68,7 +69,7 @@ class AttrView:
         entry.st_ino = inode
         entry.generation = 0
         entry.entry_timeout = self.timeout
-        entry.attr_timeout = self.timeout
+        entry.attr_timeout = self.timeout if self.attr_timeout is None else self.attr_timeout
         entry.st_mode = mode
         entry.st_nlink = 1
         entry.st_uid = attrs.uid if self.uid is None else self.uid
@@ -104,9 +105,10 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
 
     def __init__(self, tree: Tree, view: AttrView, files: OpenFiles, inodes: InodeTable,
-                 use_xattr: bool = False) -> None:
+                 use_xattr: bool = False, direct_io: bool = False) -> None:
         super().__init__()
         self.use_xattr = use_xattr
+        self.direct_io = direct_io  # -o direct_io: no page cache for file data
         self.tree = tree
         self.view = view
         self.inodes = inodes
@@ -464,7 +466,7 @@ class Operations(pyfuse3.Operations):
         fh = await self.files.new_file(inode, attrs)
         self._cached_etags.pop(inode, None)
         await self.tree.touch_parent(path)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=False), self.view.entry(inode, self.files.attrs_of(inode) or attrs)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False, direct_io=self.direct_io), self.view.entry(inode, self.files.attrs_of(inode) or attrs)
 
     @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
@@ -480,7 +482,7 @@ class Operations(pyfuse3.Operations):
         open_file = self.files.handle(fh).file
         keep = attrs.etag is not None and self._cached_etags.get(inode) == attrs.etag and not open_file.dirty
         self._cached_etags[inode] = attrs.etag if not open_file.dirty else None
-        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=self.direct_io)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:

@@ -265,6 +265,10 @@ def _root_attrs(options: MountOptions) -> objects.ObjectAttrs:
                                mtime_ns=now, ctime_ns=now, atime_ns=now)
 
 
+def _given_or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def fuse_options(spec: MountSpec) -> set[str]:
     opts = spec.options
     result = set(pyfuse3.default_options)
@@ -275,6 +279,8 @@ def fuse_options(spec: MountSpec) -> set[str]:
         result.add("allow_other")
     if opts.default_permissions:
         result.add("default_permissions")
+    result.update(name for name in ("allow_root", "ro", "noatime", "sync", "dirsync")
+                  if getattr(opts, name))
     return result
 
 
@@ -337,7 +343,8 @@ class Mount:
                          background=self.background, control_chars_refused=spec.oci_rules,
                          touch_parents=opts.update_parent_dir_stat, compat_dir=opts.compat_dir)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
-                        timeout=kernel_timeout(opts.stat_cache_expire),
+                        timeout=_given_or(opts.entry_timeout, kernel_timeout(opts.stat_cache_expire)),
+                        attr_timeout=opts.attr_timeout,
                         capacity=parse_size("bucket_size", opts.bucket_size) if opts.bucket_size else None)
         limits = StagingLimits(
             directory=opts.use_cache or opts.tmpdir,
@@ -347,7 +354,8 @@ class Mount:
         inodes = InodeTable()
         files = OpenFiles(self.tree, inodes, self.store, self.multipart, limits, self.cache,
                           self.background)
-        self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr)
+        self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr,
+                                     direct_io=opts.direct_io)
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []

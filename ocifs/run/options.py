@@ -23,7 +23,8 @@ DBG_LEVELS = {"crit": logging.CRITICAL, "critical": logging.CRITICAL, "err": log
 
 # Words mount(8) and fstab pass along that mean nothing to a FUSE filesystem.
 FSTAB_WORDS = frozenset({"auto", "noauto", "user", "nouser", "users", "_netdev", "defaults",
-                         "rw", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec"})
+                         "rw", "nofail", "dev", "nodev", "suid", "nosuid", "exec", "noexec",
+                         "async", "atime"})
 
 # s3fs options that are accepted for compatibility but have no effect in ocifs.
 NO_EFFECT = {
@@ -52,6 +53,22 @@ NO_EFFECT = {
     "set_check_cache_sigusr1": "ocifs checks each cached copy by ETag when it is used",
     "no_time_stamp_msg": "timestamps in the log come from logging's own format",
     "insecure_logging": "ocifs never logs secrets",
+    # FUSE's own options, which s3fs hands to libfuse 2's high-level layer.
+    "kernel_cache": "the kernel keeps a file's cached pages while its object's ETag is unchanged",
+    "auto_cache": "the kernel keeps a file's cached pages while its object's ETag is unchanged",
+    "big_writes": "FUSE 3 always sends big writes",
+    "large_read": "FUSE 3 always sends big reads",
+    "max_write": "FUSE 3 sends writes of up to 1 MiB",
+    "max_read": "pyfuse3 cannot set it (libfuse wants it from init() too); reads come in up to 1 MiB",
+    "max_readahead": "use read_ahead_kb for the kernel's read-ahead",
+    "negative_timeout": "the kernel never caches a missing name; ocifs's negative cache does",
+    "ac_attr_timeout": "ocifs sets attribute timeouts itself (attr_timeout)",
+    "hard_remove": "an unlinked file that is still open keeps working in ocifs anyway",
+    "use_ino": "ocifs always sets inode numbers",
+    "readdir_ino": "ocifs always sets inode numbers",
+    "intr": "requests are not interrupted",
+    "async_read": "reads are always asynchronous in FUSE 3",
+    "atomic_o_trunc": "O_TRUNC is always handled in open",
 }
 
 # s3fs options refused with their reason: accepting them would mislead.
@@ -94,6 +111,24 @@ class MountOptions:
         "let users other than the mounting one use the mount", "flag"))
     default_permissions: bool = dataclasses.field(default=True, metadata=_opt(
         "kernel enforces file modes (always on in ocifs)", "flag"))
+    allow_root: bool = dataclasses.field(default=False, metadata=_opt(
+        "let root use the mount too (FUSE's own option)", "flag"))
+    ro: bool = dataclasses.field(default=False, metadata=_opt(
+        "mount read-only: the kernel refuses every change with EROFS", "flag"))
+    noatime: bool = dataclasses.field(default=False, metadata=_opt(
+        "the kernel's noatime mount flag", "flag"))
+    sync: bool = dataclasses.field(default=False, metadata=_opt(
+        "the kernel's sync mount flag (passed to the kernel, as s3fs does)", "flag"))
+    dirsync: bool = dataclasses.field(default=False, metadata=_opt(
+        "the kernel's dirsync mount flag (passed to the kernel, as s3fs does)", "flag"))
+    direct_io: bool = dataclasses.field(default=False, metadata=_opt(
+        "bypass the kernel's page cache: every read and write reaches ocifs", "flag"))
+    attr_timeout: float | None = dataclasses.field(default=None, metadata=_opt(
+        "seconds the kernel may cache attributes (default: ocifs chooses from stat_cache_expire)",
+        "float"))
+    entry_timeout: float | None = dataclasses.field(default=None, metadata=_opt(
+        "seconds the kernel may cache names (default: ocifs chooses from stat_cache_expire)",
+        "float"))
     uid: int | None = dataclasses.field(default=None, metadata=_opt(
         "owner uid shown for every file", "int"))
     gid: int | None = dataclasses.field(default=None, metadata=_opt(
@@ -240,6 +275,10 @@ class MountOptions:
         return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
+# s3fs's two ways to count the stat cache's expiry: from the entry's making, or its last use.
+EXPIRY_KINDS = {"stat_cache_expire": "stat_cache_interval_expire",
+                "stat_cache_interval_expire": "stat_cache_expire"}
+
 ALIASES = {"region": "endpoint", "mount_uid": "uid", "mount_gid": "gid"}
 
 
@@ -306,6 +345,8 @@ def parse_options(option_strings: Iterable[str]) -> MountOptions:
             if field is None:
                 raise OptionError(f"unknown option: {name}")
             values[name] = _convert(field, value)
+            if name in EXPIRY_KINDS:  # as in s3fs, the last of the two decides
+                values.pop(EXPIRY_KINDS[name], None)
     options = MountOptions(**values)
     options.ignored = ignored
     _apply_s3fs_forms(options, values)
@@ -370,9 +411,6 @@ def _apply_s3fs_forms(options: MountOptions, values: dict[str, Any]) -> None:
         options.no_check_certificate = True
         options.notices.append("ssl_verify_hostname=0: the certificate is not checked at all "
                                "(botocore cannot skip only the host name check)")
-    if options.stat_cache_interval_expire is not None and "stat_cache_expire" in values:
-        raise OptionError("options stat_cache_expire and stat_cache_interval_expire exclude "
-                          "each other")
     if options.public_bucket and (options.iam_role or options.ecs):
         raise OptionError("option public_bucket sends unsigned requests: no iam_role or ecs")
     if options.bucket_size is not None:
