@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import stat
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -564,3 +565,175 @@ def test_objects_written_alike_by_both(pair, area):
             assert stat.S_IFMT(o_mode) == stat.S_IFMT(s_mode), rel
         if rel in ("tuned.bin", "whole.bin", "timed/"):
             assert o_meta["mtime"] == s_meta["mtime"], rel
+
+
+# -- other writers: what the bucket holds, once the stat cache allows ----------------------------
+
+
+@pytest.fixture(scope="module")
+def cached(pair, tmp_path_factory) -> Path:
+    """A third view of the bucket: ocifs with a real stat cache (1 s), as most mounts run."""
+    mount = OcifsMount(pair.server, pair.bucket, tmp_path_factory.mktemp("cached") / "mnt",
+                       ["stat_cache_expire=1"])
+    mount.mount()
+    try:
+        yield mount.mountpoint
+    finally:
+        mount.umount()
+
+
+def _rewrite_metadata(pair: Pair, key: str, **changes: str) -> None:
+    """What another client does to an object's attributes: CopyObject onto itself, REPLACE."""
+    head = pair.head(key)
+    metadata = {k.lower(): v for k, v in head["Metadata"].items()} | changes
+    pair.client.copy_object(Bucket=pair.bucket, Key=key, MetadataDirective="REPLACE",
+                            CopySource={"Bucket": pair.bucket, "Key": key},
+                            Metadata=metadata, ContentType=head["ContentType"])
+
+
+def test_metadata_another_client_rewrote_is_shown_once_the_cache_allows(pair, area, cached):
+    (area.s / "f").write_bytes(b"eleven byte")
+    views = {"s3fs": area.s / "f", "ocifs": area.o / "f", "cached": cached / area.key / "f"}
+    for path in views.values():
+        assert os.stat(path).st_size == 11  # every view has it cached now
+    _rewrite_metadata(pair, f"{area.key}/f", mode=str(stat.S_IFREG | 0o640), uid="4321",
+                      gid="8765", mtime="1500000000")
+    expected = {"st_mode": oct(stat.S_IFREG | 0o640), "st_uid": 4321, "st_gid": 8765,
+                "st_size": 11, "st_mtime_ns": 1_500_000_000 * 10**9}
+    for name, path in views.items():
+        assert eventually(lambda: fields(path), expected) == expected, name
+
+
+def _ls_modes(directory: Path) -> dict[str, str]:
+    """``ls -ln``'s mode column by name: what a user looking at the directory sees."""
+    out = subprocess.run(["ls", "-ln", str(directory)], capture_output=True, text=True,
+                         check=True).stdout
+    return {line.split()[-1]: line.split()[0] for line in out.splitlines()[1:]}
+
+
+def test_directory_listed_before_a_chmod_shows_the_new_modes(pair, area, cached):
+    for name in ("a", "b"):
+        (area.s / name).write_bytes(name.encode())
+        os.chmod(area.s / name, 0o644)
+    listed = cached / area.key
+    assert _ls_modes(listed) == {"a": "-rw-r--r--", "b": "-rw-r--r--"}  # listed: now cached
+    os.chmod(area.s / "a", 0o600)  # another mount's chmod
+    _rewrite_metadata(pair, f"{area.key}/b", mode=str(stat.S_IFREG | 0o751))  # another client's
+    expected = {"a": "-rw-------", "b": "-rwxr-x--x"}
+    assert eventually(lambda: _ls_modes(listed), expected) == expected
+    assert eventually(lambda: _ls_modes(area.s), expected) == expected
+
+
+def test_directory_object_without_the_trailing_slash(pair, area):
+    """An old-style directory: the object ``old`` (no ``/``), typed as a directory, with a child."""
+    pair.client.put_object(Bucket=pair.bucket, Key=f"{area.key}/old", Body=b"",
+                           ContentType=DIR_CONTENT_TYPE,
+                           Metadata={"mode": str(stat.S_IFDIR | 0o750), "uid": str(os.getuid()),
+                                     "gid": str(os.getgid()), "mtime": "1600000000"})
+    pair.client.put_object(Bucket=pair.bucket, Key=f"{area.key}/old/child", Body=b"inside")
+    for side in SIDES:
+        root = area.side(side)
+        assert os.listdir(root) == ["old"], side
+        assert stat.S_ISDIR(os.stat(root / "old").st_mode), side
+        assert os.listdir(root / "old") == ["child"], side
+        assert (root / "old" / "child").read_bytes() == b"inside", side
+    s_fields, o_fields = agree(lambda: fields(area.s / "old"), lambda: fields(area.o / "old"))
+    assert o_fields == s_fields
+
+
+def test_truncate_of_a_file_that_is_not_open_keeps_its_data(pair, area):
+    """truncate(2) by path, nothing open: the kept bytes stay (s3fs up to 1.97 uploads zeros
+    for them, s3fs-fuse PR #2931: README, "Where ocifs differs")."""
+    data = os.urandom(100)
+    pair.client.put_object(Bucket=pair.bucket, Key=f"{area.key}/t", Body=data)
+    os.truncate(area.o / "t", 10)
+    assert pair.client.get_object(Bucket=pair.bucket, Key=f"{area.key}/t")["Body"].read() == data[:10]
+    assert eventually(lambda: (area.s / "t").read_bytes(), data[:10]) == data[:10]
+    os.truncate(area.o / "t", 50)
+    grown = data[:10] + bytes(40)
+    assert (area.o / "t").read_bytes() == grown
+    assert eventually(lambda: (area.s / "t").read_bytes(), grown) == grown
+
+
+def test_truncate_by_s3fs_is_read_as_the_bucket_holds_it(pair, area):
+    pair.client.put_object(Bucket=pair.bucket, Key=f"{area.key}/t", Body=os.urandom(100))
+    (area.o / "t").read_bytes()  # cached on this side before the other changes it
+    os.truncate(area.s / "t", 10)
+    held = pair.client.get_object(Bucket=pair.bucket, Key=f"{area.key}/t")["Body"].read()
+    assert len(held) == 10
+    assert eventually(lambda: (area.o / "t").read_bytes(), held) == held
+
+
+# -- timestamps, operation by operation ----------------------------------------------------------
+
+SET_ATIME_NS, SET_MTIME_NS = 1_000_000_000 * 10**9, 1_100_000_000 * 10**9
+
+
+def _times(path: Path) -> tuple[int, int, int]:
+    st = os.lstat(path)
+    return st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _moved(before: tuple[int, int, int], after: tuple[int, int, int]) -> dict[str, Any]:
+    """For atime, mtime, ctime: "kept", "now" (moved to about now) or the exact new value."""
+    result = {}
+    for name, old, new in zip(("atime", "mtime", "ctime"), before, after):
+        if new == old:
+            result[name] = "kept"
+        elif abs(new / 1e9 - time.time()) < 60:
+            result[name] = "now"
+        else:
+            result[name] = new
+    return result
+
+
+TIME_OPERATIONS: dict[str, Callable[[Path], Path]] = {
+    "chmod": lambda p: (os.chmod(p, 0o600), p)[1],
+    "chown": lambda p: (os.chown(p, 1234, 5678), p)[1],
+    "write": lambda p: (p.open("ab").write(b"more"), p)[1],
+    "truncate": lambda p: (os.truncate(p, 2), p)[1],
+    "touch -m": lambda p: (subprocess.run(["touch", "-m", "-d", "@300", str(p)], check=True), p)[1],
+    "touch -a": lambda p: (subprocess.run(["touch", "-a", "-d", "@400", str(p)], check=True), p)[1],
+    "mv": lambda p: (subprocess.run(["mv", str(p), str(p) + ".moved"], check=True),
+                     Path(str(p) + ".moved"))[1],
+    "cp -p": lambda p: (subprocess.run(["cp", "-p", str(p), str(p) + ".copy"], check=True),
+                        Path(str(p) + ".copy"))[1],
+}
+
+
+# What each operation does to (atime, mtime, ctime) in s3fs 1.97, which ocifs follows.
+S3FS_TIMES = {
+    "chmod": {"atime": "kept", "mtime": "kept", "ctime": "now"},
+    "chown": {"atime": "kept", "mtime": "kept", "ctime": "now"},
+    "write": {"atime": "kept", "mtime": "now", "ctime": "now"},
+    "truncate": {"atime": "kept", "mtime": "now", "ctime": "now"},
+    "touch -m": {"atime": "kept", "mtime": 300 * 10**9, "ctime": "now"},
+    "touch -a": {"atime": 400 * 10**9, "mtime": "kept", "ctime": "now"},
+    "mv": {"atime": "kept", "mtime": "kept", "ctime": "now"},
+    "cp -p": {"atime": "kept", "mtime": "kept", "ctime": "now"},
+}
+# Where Debian 12's s3fs 1.90, which the tests run, still differs from 1.97: it ignores
+# utimensat's UTIME_OMIT (handled from 1.91, s3fs-fuse PR #1868), and its truncate(2) of a file
+# nobody has open leaves mtime (and uploads zeros: PR #2931).
+S3FS_1_90_DIFFERS = {
+    "truncate": {"mtime": "kept"},
+    "touch -m": {"mtime": "kept", "ctime": "kept"},
+    "touch -a": {"atime": "kept", "ctime": "kept"},
+}
+
+
+@pytest.mark.parametrize("operation", TIME_OPERATIONS)
+def test_timestamps_after_each_operation_as_s3fs(pair, area, operation):
+    """Which of atime, mtime and ctime each operation moves, and to what: s3fs 1.97's rules,
+    and the same as the s3fs on this machine except where 1.90 is known to differ."""
+    results = {}
+    for side in SIDES:
+        path = area.side(side) / "timed"
+        path.write_bytes(b"payload")
+        os.utime(path, ns=(SET_ATIME_NS, SET_MTIME_NS))
+        before = _times(path)
+        time.sleep(1.1)  # s3fs keeps whole seconds of ctime: let "now" differ from before
+        after = _times(TIME_OPERATIONS[operation](path))
+        results[side] = _moved(before, after)
+    assert results["ocifs"] == S3FS_TIMES[operation]
+    assert results["s3fs"] == S3FS_TIMES[operation] | S3FS_1_90_DIFFERS.get(operation, {})
