@@ -737,3 +737,38 @@ def test_timestamps_after_each_operation_as_s3fs(pair, area, operation):
         results[side] = _moved(before, after)
     assert results["ocifs"] == S3FS_TIMES[operation]
     assert results["s3fs"] == S3FS_TIMES[operation] | S3FS_1_90_DIFFERS.get(operation, {})
+
+
+def test_a_new_entry_and_its_removal_move_the_directory_as_s3fs(pair, area):
+    """What creating and removing an entry does to its directory's times: the same on both
+    (neither rewrites the directory's marker by default; ``update_parent_dir_stat`` does).
+    On SeaweedFS no directory time can be set (see dir_meta_kept): the directory keeps what
+    its marker shows."""
+    results = {}
+    for side in SIDES:
+        directory = area.side(side) / f"parent-{side}"
+        directory.mkdir()
+        moved = []
+        for change in (lambda: (directory / "child").write_bytes(b"c"),
+                       lambda: (directory / "child").unlink()):
+            if dir_meta_kept(pair):
+                os.utime(directory, ns=(SET_ATIME_NS, SET_MTIME_NS))
+            before = _times(directory)
+            time.sleep(1.1)
+            change()
+            moved.append(_moved(before, _times(directory)))
+        results[side] = moved
+    assert results["ocifs"] == results["s3fs"]
+
+
+def test_objects_another_client_puts_are_seen_at_once_by_both(pair, area):
+    """Right after each side made and listed a directory, an object put there with boto3 is
+    there at once: neither infers "no such name" from what it listed."""
+    for side in SIDES:
+        directory = area.side(side) / f"made-by-{side}"
+        directory.mkdir()
+        assert os.listdir(directory) == []
+        key = f"{area.key}/made-by-{side}/theirs"
+        pair.client.put_object(Bucket=pair.bucket, Key=key, Body=b"put by boto3")
+        for reader in SIDES:
+            assert (area.side(reader) / f"made-by-{side}" / "theirs").read_bytes() == b"put by boto3", (side, reader)
