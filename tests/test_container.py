@@ -25,6 +25,7 @@ import pytest
 from conftest import require_tool
 from mounting import OCIFS, OcifsMount, is_mounted, unique_bucket
 from ocifs.run import container
+from relay import Relay
 from test_redis import RedisProcess, bucket_object
 
 ENTRYPOINT = [*OCIFS, "container"]
@@ -511,20 +512,18 @@ def test_healthcheck(moto_server, tmp_path, entrypoints):
 # -- stops that cannot upload ------------------------------------------------------------------
 
 
-class FreezableProxy:
+class FreezableProxy(Relay):
     """A TCP relay to a server that a test can freeze: requests then hang, as on a dead
     network, with the connections open (boto's pooled ones included)."""
 
     def __init__(self, server) -> None:
         self.server = server
-        self.target = server.endpoint_url.rsplit("/", 1)[-1].split(":")
         self.thawed = threading.Event()
         self.thawed.set()
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        host, port = server.endpoint_url.rsplit("/", 1)[-1].split(":")
+        super().__init__((host, int(port)))
         self.access_key, self.secret_key = server.access_key, server.secret_key
-        self.endpoint_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.sockets: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
 
     def create_bucket(self, name: str) -> None:
         self.server.create_bucket(name)
@@ -535,38 +534,13 @@ class FreezableProxy:
     def freeze(self) -> None:
         self.thawed.clear()
 
+    def forward(self, data: bytes, sink: socket.socket) -> None:
+        self.thawed.wait()
+        sink.sendall(data)
+
     def close(self) -> None:
         self.thawed.set()
-        for sock in self.sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((self.target[0], int(self.target[1])))
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                self.thawed.wait()
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        super().close()
 
 
 @pytest.fixture

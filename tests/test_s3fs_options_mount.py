@@ -7,13 +7,13 @@ import os
 import socket
 import ssl
 import subprocess
-import threading
 from pathlib import Path
 
 import botocore.exceptions
 import pytest
 
-from tests.mounting import OCIFS, OcifsMount, is_mounted, unique_bucket
+from mounting import OCIFS, OcifsMount, is_mounted, unique_bucket
+from relay import Relay
 
 
 def _keyfile(directory: Path) -> tuple[Path, bytes]:
@@ -62,7 +62,7 @@ def test_unsigned_payload_mount(moto_server, mount_factory):
     assert body == b"unsigned body\n"
 
 
-class TlsFront:
+class TlsFront(Relay):
     """A TLS listener with a self-signed certificate in front of a plain http server."""
 
     def __init__(self, target: tuple[str, int], directory: Path) -> None:
@@ -72,45 +72,14 @@ class TlsFront:
                         "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
+    def accepted(self, client: socket.socket) -> socket.socket | None:
         try:
-            secure = self.context.wrap_socket(raw, server_side=True)
+            return self.context.wrap_socket(client, server_side=True)
         except (ssl.SSLError, OSError):
-            raw.close()
-            return
-        upstream = socket.create_connection(self.target)
-        threading.Thread(target=self._pipe, args=(upstream, secure), daemon=True).start()
-        self._pipe(secure, upstream)
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.listener.close()
+            client.close()
+            return None
 
 
 class Https:
