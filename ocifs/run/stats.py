@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import errno as errno_module
 import fnmatch
+import functools
 import logging
 import threading
 import time
@@ -53,7 +54,7 @@ class Upload:
     total: int | None = None  # a PutObject's size (a multipart's comes from the open file)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # a key of ``uploads``: hashed by identity
 class _Call:
     """What one API call's context carries from its first event to its last."""
 
@@ -64,6 +65,21 @@ class _Call:
     upload_id: str | None = None
     length: int | None = None  # the request body's bytes (PutObject, UploadPart)
     upload: Upload | None = None
+
+
+def _harmless(handler: Callable[..., None]) -> Callable[..., None]:
+    """A botocore handler that can never fail the request it counts (a bug here is logged
+    once, and that request is not counted)."""
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            handler(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - counting must never cost a request
+            if not wrapper.failed:  # type: ignore[attr-defined]
+                wrapper.failed = True  # type: ignore[attr-defined]
+                log.exception("counting a request failed (counts may be off from now)")
+    wrapper.failed = False  # type: ignore[attr-defined]
+    return wrapper
 
 
 class MountStats:
@@ -105,6 +121,9 @@ class MountStats:
                                  "-o watch last became durable in the bucket", ["path"],
                                  registry=reg)
         self.in_flight.set_function(lambda: len(self.uploads))
+        for cache in ("stat", "listing"):  # shown from the start, at 0
+            self.cache_hits.labels(cache)
+            self.cache_misses.labels(cache)
         self._lock = threading.Lock()
         self.uploads: dict[object, Upload] = {}   # upload id, or the call, -> Upload
         self.durable: dict[str, tuple[float, int]] = {}  # path -> (time, size)
@@ -135,6 +154,7 @@ class MountStats:
         events.register("after-call.s3", self._after_call)
         events.register("after-call-error.s3", self._after_error)
 
+    @_harmless
     def _parameters(self, params: dict, model: Any, context: dict, **_: Any) -> None:
         key = params.get("Key")
         key = key if isinstance(key, str) else None
@@ -148,6 +168,7 @@ class MountStats:
             if isinstance(source, dict):
                 call.length = self._sizes.get(source.get("Key", ""))
 
+    @_harmless
     def _before_call(self, params: dict, model: Any, context: dict, **_: Any) -> None:
         call = context.get(_CONTEXT_KEY)
         if call is None:
@@ -166,6 +187,7 @@ class MountStats:
             if (call.length or 0) >= LARGE_UPLOAD:
                 log.info("%s: uploading %d bytes", call.path, call.length)
 
+    @_harmless
     def _attempt(self, context: dict, exception: Exception | None = None,
                  response_dict: dict | None = None, **_: Any) -> None:
         """One attempt answered (or failed to): what the store saw."""
@@ -191,6 +213,7 @@ class MountStats:
             self.error(call.op, call.path, f"{label}: {exception}")
         self.s3_requests.labels(call.op, label).inc()
 
+    @_harmless
     def _after_call(self, http_response: Any, parsed: dict, model: Any, context: dict,
                     **_: Any) -> None:
         call = context.get(_CONTEXT_KEY)
@@ -202,6 +225,7 @@ class MountStats:
         elif http_response.status_code not in (404, 412, 304) and call.op != "HeadObject":
             self.error(call.op, call.path, _describe(parsed, http_response.status_code))
 
+    @_harmless
     def _after_error(self, exception: Exception, context: dict, **_: Any) -> None:
         call = context.get(_CONTEXT_KEY)
         if call is not None:
@@ -212,9 +236,9 @@ class MountStats:
         attempts = context.get("retries", {}).get("attempt", 1)
         if attempts > 1:
             self.s3_retries.labels(call.op).inc(attempts - 1)
-        if call.upload is not None:
-            with self._lock:
-                self.uploads.pop(call, None)
+        if call.upload is not None or call.op == "AbortMultipartUpload":
+            with self._lock:  # an upload being aborted is given up, whatever the answer
+                self.uploads.pop(call if call.upload is not None else call.upload_id, None)
 
     def _succeeded(self, call: _Call, parsed: dict) -> None:
         op, now = call.op, time.time()
@@ -236,10 +260,10 @@ class MountStats:
                     upload.parts_done += 1
                     upload.bytes_sent += call.length or 0
                     upload.last_progress = now
-        elif op in ("CompleteMultipartUpload", "AbortMultipartUpload"):
+        elif op == "CompleteMultipartUpload":
             with self._lock:
                 upload = self.uploads.pop(call.upload_id, None)
-            if op == "CompleteMultipartUpload" and upload is not None:
+            if upload is not None:
                 self._became_durable(key, upload.path, upload.bytes_sent, now)
 
     def _became_durable(self, key: str | None, path: str, size: int, when: float) -> None:

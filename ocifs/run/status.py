@@ -103,10 +103,10 @@ def check(mountpoint: str, stuck_after: float, max_ages: list[tuple[str, float]]
           timeout: float, owner: tuple[int, int] | None = None) -> str | None:
     """None when the mount is healthy, else why not (one line)."""
     from ocifs.run.container.healthcheck import probe_mount
-    problem = probe_mount(mountpoint, timeout, owner)
-    if problem:
-        return problem
-    reply = ask_mount(mountpoint, {"probe": timeout}, timeout * 2 + 1)
+    try:  # first the store: a store that is down also hangs the mount, but says less
+        reply = ask_mount(mountpoint, {"probe": timeout}, timeout * 2 + 1)
+    except StatusError as exc:
+        return str(exc)
     probe = reply.get("probe") or {}
     if not probe.get("ok"):
         return f"{mountpoint}: the store does not answer: {probe.get('error')}"
@@ -125,7 +125,7 @@ def check(mountpoint: str, stuck_after: float, max_ages: list[tuple[str, float]]
             continue  # too young to tell
         when = f"last {now - newest:.0f} s ago" if newest is not None else "none since the mount"
         return f"{mountpoint}: no file matching {glob} became durable in the last {seconds:g} s ({when})"
-    return None
+    return probe_mount(mountpoint, timeout, owner)
 
 
 # -- the human form -------------------------------------------------------------------------
