@@ -274,6 +274,25 @@ def test_status_check(faulty, mount_factory):
     assert check().returncode == 0
 
 
+def test_the_container_healthcheck_takes_its_max_age_from_the_environment(moto_server,
+                                                                          mount_factory):
+    bucket = new_bucket(moto_server)
+    mount = mount_factory(moto_server, bucket).mount()
+    time.sleep(1.2)
+
+    def health(max_age: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "OCIFS_HEALTH_MAX_AGE": max_age}
+        return subprocess.run([*OCIFS, "healthcheck", str(mount.mountpoint)], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    assert health("").returncode == 0
+    failed = health("dump.rdb=1")
+    assert failed.returncode == 1 and "dump.rdb" in failed.stderr
+    (mount.mountpoint / "dump.rdb").write_bytes(b"REDIS")
+    assert health("dump.rdb=60 *.aof=600").returncode == 0
+    assert health("nonsense").returncode == 1
+
+
 def test_status_check_needs_a_live_mount(tmp_path):
     result = subprocess.run([*OCIFS, "status", "--check", str(tmp_path)], capture_output=True,
                             text=True, timeout=30)

@@ -73,6 +73,8 @@ def ask_mount(mountpoint: str, request: dict, timeout: float) -> dict:
             continue
         try:
             reply = control.ask(path, request, timeout)
+        except TimeoutError:
+            raise StatusError(f"{wanted}: no answer within {timeout:g} s") from None
         except PermissionError:
             raise StatusError(f"{wanted}: not allowed to ask this mount (only its owner and "
                               "root may)") from None
@@ -104,7 +106,7 @@ def check(mountpoint: str, stuck_after: float, max_ages: list[tuple[str, float]]
     """None when the mount is healthy, else why not (one line)."""
     from ocifs.run.container.healthcheck import probe_mount
     try:  # first the store: a store that is down also hangs the mount, but says less
-        reply = ask_mount(mountpoint, {"probe": timeout}, timeout * 2 + 1)
+        reply = ask_mount(mountpoint, {"probe": timeout * 0.8}, timeout)
     except StatusError as exc:
         return str(exc)
     probe = reply.get("probe") or {}

@@ -94,7 +94,23 @@ def healthcheck_owner(env: Mapping[str, str]) -> tuple[int, int] | None:
 
 
 def run_healthcheck(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``ocifs healthcheck``: ``ocifs status --check`` of the container's mount, its limits
+    from the environment: ``OCIFS_HEALTH_MAX_AGE`` (``GLOB=SECONDS``, several separated by
+    spaces or commas) and ``OCIFS_HEALTH_STUCK_AFTER`` (seconds, default 300)."""
+    from ocifs.run.status import DEFAULT_STUCK_AFTER, StatusError, check, parse_max_ages
+
     env = load_environment(environ)
     mountpoint = getattr(args, "mountpoint", None) or str(rootdir_and_mountpoint(env)[1])
     timeout = getattr(args, "timeout", None) or float(env.get("OCIFS_HEALTHCHECK_TIMEOUT") or 5)
-    return healthcheck(mountpoint, timeout, healthcheck_owner(env))
+    try:
+        max_ages = parse_max_ages([env.get("OCIFS_HEALTH_MAX_AGE") or ""])
+        stuck_after = float(env.get("OCIFS_HEALTH_STUCK_AFTER") or DEFAULT_STUCK_AFTER)
+    except (StatusError, ValueError) as exc:
+        print(f"ocifs healthcheck: OCIFS_HEALTH_MAX_AGE/OCIFS_HEALTH_STUCK_AFTER: {exc}",
+              file=sys.stderr)
+        return 1
+    problem = check(mountpoint, stuck_after, max_ages, timeout, healthcheck_owner(env))
+    if problem:
+        print(f"ocifs healthcheck: {problem}", file=sys.stderr)
+        return 1
+    return 0
