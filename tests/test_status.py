@@ -351,3 +351,39 @@ def test_progress_lines_while_sigterm_flushes_a_large_dirty_file(faulty, mount_f
     assert len(lines) >= 2, mount.log_text()
     assert "MiB left in 1 file(s)" in lines[0] and "/s" in lines[0]
     assert faulty.client().head_object(Bucket=bucket, Key="big.rdb")["ContentLength"] == 40 * MiB
+
+
+def dirty_after_a_failed_close(faulty, mount, name: str, size: int) -> None:
+    """A file whose upload failed at close stays dirty: the unmount uploads it."""
+    rule = faulty.proxy.error(500, times=None, op="PutObject")
+    with pytest.raises(OSError):
+        with open(mount.mountpoint / name, "wb") as f:
+            f.write(os.urandom(size))
+    assert faulty.proxy.hits(rule)
+    faulty.proxy.clear()
+    assert snapshot(mount)["dirty"] == {"files": 1, "bytes": size}
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
+def test_umount_shows_the_uploads_it_waits_for(faulty, mount_factory, tmp_path, terminal):
+    bucket = new_bucket(faulty)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # Single PUTs, slowed down: the unmount's upload takes seconds.
+    mount = mount_factory(faulty, bucket, ["retries=0", f"use_cache={cache}",
+                                           "multipart_threshold=100"]).mount()
+    dirty_after_a_failed_close(faulty, mount, "late.bin", 20 * MiB)
+    faulty.proxy.delay(7.0, times=1, op="PutObject")
+    argv = [*OCIFS, "umount", str(mount.mountpoint)]
+    if terminal:  # a pseudo-terminal, as a person at a shell has
+        argv = ["script", "-qec", " ".join(argv), "/dev/null"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout + result.stderr
+    if terminal:
+        assert "uploading before exit" in shown and "MiB" in shown and "━" in shown, shown
+    else:
+        lines = [l for l in result.stderr.splitlines() if "uploading before exit" in l]
+        assert lines and "20.0 MiB left in 1 file(s)" in lines[0], result.stderr
+    assert faulty.client().head_object(Bucket=bucket, Key="late.bin")["ContentLength"] == 20 * MiB

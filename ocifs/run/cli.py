@@ -134,7 +134,13 @@ def cmd_umount(args: argparse.Namespace) -> int:
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "fusermount3 failed"
         return _fail(f"cannot unmount {path}: {detail}")
-    if not wait_for_exit(path, timeout=args.timeout):
+    from ocifs.run.progress import UploadProgress
+    progress = UploadProgress(path)
+    try:
+        exited = wait_for_exit(path, timeout=args.timeout, tick=progress.tick)
+    finally:
+        progress.close()
+    if not exited:
         return _fail(f"{path} is unmounted but its ocifs process is still running after {args.timeout:g} s")
     return 0
 

@@ -526,8 +526,9 @@ def pidfile_path(mountpoint: str) -> Path:
     return runtime / "ocifs" / f"{digest}.pid"
 
 
-def wait_for_exit(mountpoint: str, timeout: float) -> bool:
-    """Wait until the process that served ``mountpoint`` has finished its uploads and exited."""
+def wait_for_exit(mountpoint: str, timeout: float, tick: Callable[[], Any] | None = None) -> bool:
+    """Wait until the process that served ``mountpoint`` has finished its uploads and exited
+    (``tick`` is called while waiting: the progress of those uploads)."""
     try:
         pid = int(pidfile_path(mountpoint).read_text())
     except (OSError, ValueError):
@@ -536,6 +537,8 @@ def wait_for_exit(mountpoint: str, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if stat_fields(pid) is None or is_zombie(pid):
             return True  # exited (a zombie: not yet collected by its parent)
+        if tick is not None:
+            tick()
         time.sleep(0.05)
     return False
 
