@@ -387,3 +387,16 @@ def test_umount_shows_the_uploads_it_waits_for(faulty, mount_factory, tmp_path, 
         lines = [l for l in result.stderr.splitlines() if "uploading before exit" in l]
         assert lines and "20.0 MiB left in 1 file(s)" in lines[0], result.stderr
     assert faulty.client().head_object(Bucket=bucket, Key="late.bin")["ContentLength"] == 20 * MiB
+
+
+def test_a_redis_style_save_makes_dump_rdb_durable(moto_server, mount_factory):
+    """Redis writes temp-PID.rdb, then renames it over dump.rdb: the rename (a server-side
+    copy) is when dump.rdb became durable, with the size that was written."""
+    bucket = new_bucket(moto_server)
+    mount = mount_factory(moto_server, bucket).mount()
+    for n, size in enumerate((1000, 2500)):
+        (mount.mountpoint / f"temp-{n}.rdb").write_bytes(os.urandom(size))
+        os.rename(mount.mountpoint / f"temp-{n}.rdb", mount.mountpoint / "dump.rdb")
+        durable = snapshot(mount)["durable"]
+        assert durable["dump.rdb"]["size"] == size
+        assert not any(path.startswith("temp-") for path in durable)

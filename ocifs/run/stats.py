@@ -23,6 +23,7 @@ import functools
 import logging
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Iterable
 
 from botocore.utils import determine_content_length
@@ -164,9 +165,7 @@ class MountStats:
         if model.name == "UploadPartCopy":
             call.length = _range_length(params.get("CopySourceRange"))
         elif model.name == "CopyObject":
-            source = params.get("CopySource")
-            if isinstance(source, dict):
-                call.length = self._sizes.get(source.get("Key", ""))
+            call.length = self._sizes.get(_source_key(params.get("CopySource")) or "")
 
     @_harmless
     def _before_call(self, params: dict, model: Any, context: dict, **_: Any) -> None:
@@ -249,6 +248,10 @@ class MountStats:
             self._became_durable(key, call.path, call.length or 0, now)
         elif op == "CopyObject" and call.path is not None and call.length is not None:
             self._became_durable(key, call.path, call.length, now)
+        elif op == "DeleteObject" and call.path is not None:
+            with self._lock:  # renamed or removed: no longer a file of the mount
+                self.durable.pop(call.path, None)
+                self._sizes.pop(key or "", None)
         elif op == "CreateMultipartUpload" and call.path is not None:
             upload_id = parsed.get("UploadId")
             with self._lock:
@@ -325,6 +328,16 @@ def _range_length(text: Any) -> int | None:
         return int(end) - int(start) + 1
     except ValueError:
         return None
+
+
+def _source_key(source: Any) -> str | None:
+    """The key of a CopySource: a dict, or the ``bucket/key`` string botocore makes of it."""
+    if isinstance(source, dict):
+        return source.get("Key")
+    if isinstance(source, str):
+        path = urllib.parse.unquote(source.split("?versionId=", 1)[0]).lstrip("/")
+        return path.split("/", 1)[1] if "/" in path else None
+    return None
 
 
 def _error_code(response_dict: dict) -> str:
