@@ -324,6 +324,8 @@ def test_the_control_socket_is_the_owners_only(moto_server, mount_factory, dev_f
                            env={"PATH": os.environ["PATH"], "HOME": "/"})
     assert asked.returncode == 1 and bucket not in asked.stdout, (asked.stdout, nobody)
     assert snapshot(mount)["bucket"] == bucket  # its owner (root) can
+    mount.umount()
+    assert not path.parent.exists()  # the state directory goes with the mount
 
 
 def test_progress_lines_while_sigterm_flushes_a_large_dirty_file(faulty, mount_factory):

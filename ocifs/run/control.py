@@ -80,6 +80,7 @@ async def serve(path: Path, answer: Callable[[dict], Awaitable[dict]],
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
+            path.parent.rmdir()  # nothing left behind once unmounted
 
 
 async def _handle(stream: trio.SocketStream, answer: Callable[[dict], Awaitable[dict]]) -> None:
