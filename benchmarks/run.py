@@ -290,7 +290,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             if name != "local":
                 checker_client.create_bucket(Bucket=bucket)
             extra = {"ocifs": args.ocifs_options, "ocifs-ref": args.ocifs_options,
-                     "ocifs-fl": args.ocifs_options,
+                     "ocifs-fl": args.ocifs_options, "ocifs-metrics": args.ocifs_options,
                      "s3fs": args.s3fs_options,
                      "rclone": args.rclone_args}.get(name, [])
             target = make_target(name, endpoint, bucket, workdir, extra)

@@ -7,6 +7,8 @@ caches or writes can help or hurt another.  A *mounted* target exposes a directo
 * ``ocifs``  – this project, defaults only, daemonized as a user runs it;
 * ``ocifs-ref`` – the same from another source tree (``OCIFS_BENCH_REF``: e.g. a git worktree
   of an earlier commit), so that a change is measured against what it replaces in one run;
+* ``ocifs-metrics`` – ocifs with ``-o metrics`` (on a free port) and ``-o watch=*``: what
+  counting costs, on the write workloads only (``seq_write``, ``create_small``);
 * ``s3fs``   – Debian's s3fs-fuse, defaults only;
 * ``rclone`` – Debian's rclone, ``rclone mount --vfs-cache-mode writes``, otherwise defaults;
 * ``boto3``  – the S3 API straight from Python (the ceiling for an S3 client);
@@ -27,11 +29,15 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
-ALL_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "s3fs", "rclone", "boto3", "local")
-FS_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "s3fs", "rclone")  # FUSE filesystems with a process to measure
-# ocifs with -o fast_list: the same program, only listings differ, so it runs only these.
-ONLY_WORKLOADS = {"ocifs-fl": ("ls_l", "find_tree")}
-TARGET_OPTIONS = {"ocifs-fl": ["fast_list"]}
+ALL_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "boto3",
+               "local")
+# FUSE filesystems with a process to measure
+FS_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone")
+# ocifs with -o fast_list: the same program, only listings differ, so it runs only these;
+# with -o metrics, only the writes (where counting is per request and per FUSE write).
+ONLY_WORKLOADS = {"ocifs-fl": ("ls_l", "find_tree"),
+                  "ocifs-metrics": ("seq_write", "create_small")}
+TARGET_OPTIONS = {"ocifs-fl": ["fast_list"], "ocifs-metrics": ["watch=*"]}
 REGION = "us-east-1"
 
 # What ocifs uses by default (ocifs/run/options.py): the boto3 target copies it.
@@ -117,6 +123,13 @@ def cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def fusermount_u(mountpoint: Path, tries: int = 100) -> None:
@@ -236,6 +249,8 @@ class OcifsTarget(Target):
         opts = [f"url={self.endpoint.url}", "use_path_request_style",
                 f"passwd_file={self._passwd_file()}", f"logfile={self.workdir / 'ocifs.log'}",
                 "dbglevel=warn", *self.extra_options]
+        if self.name == "ocifs-metrics":
+            opts.append(f"metrics={_free_port()}")
         r = subprocess.run([sys.executable, "-m", "ocifs", "mount", self.bucket,
                             str(self.mountpoint), "-o", ",".join(opts)],
                            capture_output=True, text=True, timeout=120, env=self._env(),
@@ -403,10 +418,12 @@ class LocalTarget(Target):
         return self.root is not None
 
 
-CLASSES = {"ocifs": OcifsTarget, "ocifs-ref": OcifsTarget, "ocifs-fl": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
+CLASSES = {"ocifs": OcifsTarget, "ocifs-ref": OcifsTarget, "ocifs-fl": OcifsTarget,
+           "ocifs-metrics": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
            "boto3": Boto3Target, "local": LocalTarget}
 
-TOOLS = {"ocifs": ["fusermount3"], "ocifs-ref": ["fusermount3"], "ocifs-fl": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
+TOOLS = {"ocifs": ["fusermount3"], "ocifs-ref": ["fusermount3"], "ocifs-fl": ["fusermount3"],
+         "ocifs-metrics": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
          "rclone": ["rclone", "fusermount3"], "boto3": [], "local": []}
 
 

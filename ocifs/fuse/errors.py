@@ -4,6 +4,9 @@
 :class:`~ocifs.s3.errors.StoreError` (a failed request) carry their errno; a full or failing
 staging disk passes its own; anything else is a bug, logged with its traceback once, and the
 caller gets EIO: a bug costs one request, never the mount.
+
+The wrapper also times each operation: an ``observer(op, outcome, seconds)`` set on the
+Operations instance (the mount's statistics, :mod:`ocifs.run.stats`) is told of every one.
 """
 
 from __future__ import annotations
@@ -69,8 +72,12 @@ def fuse_errors(method: F) -> F:
             outcome = "EIO"
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
+            elapsed = time.perf_counter() - started
+            observer = getattr(args[0], "observer", None)
+            if observer is not None:
+                observer(method.__name__, outcome, elapsed)
             if log.isEnabledFor(logging.DEBUG):
                 shown = ", ".join(filter(None, map(_describe, args[1:])))
                 log.debug("%s(%s) -> %s  %.1f ms", method.__name__, shown, outcome,
-                          (time.perf_counter() - started) * 1000)
+                          elapsed * 1000)
     return wrapper  # type: ignore[return-value]

@@ -91,6 +91,9 @@ class MetaCache:
         self._negative = negative
         self._expire_from_use = expire_from_use
         self._generation = 0
+        # Lookups answered and not, by cache ("stat", "listing"): read by ``ocifs status``.
+        self.hits = {"stat": 0, "listing": 0}
+        self.misses = {"stat": 0, "listing": 0}
 
     @property
     def generation(self) -> int:
@@ -123,6 +126,10 @@ class MetaCache:
     def attrs(self, path: str) -> ObjectAttrs | None | _Unknown:
         """What is known of ``path``: its attributes, None (known absent) or UNKNOWN."""
         known = self._stats.get(path, UNKNOWN)
+        if known is UNKNOWN:
+            self.misses["stat"] += 1
+        else:
+            self.hits["stat"] += 1
         if self._expire_from_use and known is not UNKNOWN:
             _keep(self._stats, path, known)  # a TTLCache entry set again starts a new TTL
         return known
@@ -140,7 +147,12 @@ class MetaCache:
     # -- listings ------------------------------------------------------------------------
 
     def listing(self, path: str) -> Listing | None:
-        return self._listings.get(path)
+        listing = self._listings.get(path)
+        if listing is None:
+            self.misses["listing"] += 1
+        else:
+            self.hits["listing"] += 1
+        return listing
 
     def keep_listing(self, path: str, listing: Listing, since: int) -> None:
         """Keep directory ``path``'s listing, asked for at generation ``since``, unless a change

@@ -16,8 +16,9 @@ from ocifs import __version__
 from ocifs.run.mount import (MountError, MountSpec, daemonize_and_mount, fusermount_unmount,
                     is_mounted, parse_bucket, prepare, run_mount, wait_for_exit)
 from ocifs.run.options import OptionError, options_help, parse_options
+from ocifs.run import status
 
-COMMANDS = ("mount", "umount", "unmount", "demo", "container", "healthcheck")
+COMMANDS = ("mount", "umount", "unmount", "demo", "container", "healthcheck", "status")
 
 
 class UsageError(Exception):
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--server", choices=("seaweedfs", "moto"), default="seaweedfs")
     _option_arguments(demo)
     _container_arguments(commands)
+    status.add_arguments(commands)
     return parser
 
 
@@ -132,7 +134,13 @@ def cmd_umount(args: argparse.Namespace) -> int:
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "fusermount3 failed"
         return _fail(f"cannot unmount {path}: {detail}")
-    if not wait_for_exit(path, timeout=args.timeout):
+    from ocifs.run.progress import UploadProgress
+    progress = UploadProgress(path)
+    try:
+        exited = wait_for_exit(path, timeout=args.timeout, tick=progress.tick)
+    finally:
+        progress.close()
+    if not exited:
         return _fail(f"{path} is unmounted but its ocifs process is still running after {args.timeout:g} s")
     return 0
 
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handlers = {"mount": cmd_mount, "umount": cmd_umount, "unmount": cmd_umount, "demo": cmd_demo,
-                "container": cmd_container, "healthcheck": cmd_container}
+                "container": cmd_container, "healthcheck": cmd_container, "status": status.main}
     try:
         return handlers[args.command](args)
     except (MountError, OptionError) as exc:

@@ -38,6 +38,7 @@ from ocifs.meta.inodes import InodeTable
 from ocifs.meta.tree import Tree
 from ocifs.procfs import is_zombie, stat_fields
 from ocifs.run.logs import reopen_logs, setup_logging
+from ocifs.run.observe import MountObserver
 from ocifs.run.options import NO_EFFECT, MountOptions, parse_size
 from ocifs.s3.client import Connection, make_client
 from ocifs.s3.credentials import (ANONYMOUS, Credentials, check_private, find_credentials,
@@ -356,6 +357,10 @@ class Mount:
                           self.background)
         self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr,
                                      direct_io=opts.direct_io)
+        try:
+            self.observer = MountObserver(self)  # ocifs status, -o metrics, a stop's progress
+        except ValueError as exc:
+            raise MountError(str(exc)) from None
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
         self.unsaved: list[str] = []
@@ -394,6 +399,18 @@ class Mount:
         return 0
 
     async def _main(self) -> None:
+        # The control channel and the sampler outlive serving: a stop's uploads are watched too.
+        async with trio.open_nursery() as observing:
+            await observing.start(self.observer.run)
+            await self._serve_and_flush()
+            observing.cancel_scope.cancel()
+        self.observer.close()
+        self.cache.close()
+        opts = self.spec.options
+        if opts.use_cache and opts.del_cache:
+            delete_cache(opts.use_cache, self.journal.tag)
+
+    async def _serve_and_flush(self) -> None:
         # Background part uploads live in a nursery of their own that outlives serving, so
         # the final uploads below can still use (and wait for) them.
         async with self.background.running() as uploads:
@@ -408,6 +425,7 @@ class Mount:
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
+            self.observer.flushing = True
             if not self.unsaved and not self.giving_up:
                 timeout = self.spec.stop_timeout
                 with trio.move_on_after(float("inf") if timeout is None else timeout) as limit:
@@ -417,10 +435,6 @@ class Mount:
             if not self.giving_up:
                 await self.multipart.abort_given_up()
             uploads.cancel_scope.cancel()  # gave up: uploads left are aborted by the next mount
-        self.cache.close()
-        opts = self.spec.options
-        if opts.use_cache and opts.del_cache:
-            delete_cache(opts.use_cache, self.journal.tag)
 
     def request_stop(self, reason: str) -> None:
         """Begin the graceful stop, as a first signal does; safe from any thread or a signal
@@ -520,8 +534,9 @@ def pidfile_path(mountpoint: str) -> Path:
     return runtime / "ocifs" / f"{digest}.pid"
 
 
-def wait_for_exit(mountpoint: str, timeout: float) -> bool:
-    """Wait until the process that served ``mountpoint`` has finished its uploads and exited."""
+def wait_for_exit(mountpoint: str, timeout: float, tick: Callable[[], Any] | None = None) -> bool:
+    """Wait until the process that served ``mountpoint`` has finished its uploads and exited
+    (``tick`` is called while waiting: the progress of those uploads)."""
     try:
         pid = int(pidfile_path(mountpoint).read_text())
     except (OSError, ValueError):
@@ -530,6 +545,8 @@ def wait_for_exit(mountpoint: str, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if stat_fields(pid) is None or is_zombie(pid):
             return True  # exited (a zombie: not yet collected by its parent)
+        if tick is not None:
+            tick()
         time.sleep(0.05)
     return False
 

@@ -178,6 +178,12 @@ class MountOptions:
     stop_timeout: float | None = dataclasses.field(default=None, metadata=_opt(
         "seconds a stop (signal, umount) may spend uploading before it gives up, keeping the "
         "data in recovery copies (default: no limit)", "float"))
+    metrics: str | None = dataclasses.field(default=None, metadata=_opt(
+        "serve Prometheus metrics at http://[ADDR:]PORT/metrics (address 127.0.0.1 unless "
+        "given; default: off)"))
+    watch: str | None = dataclasses.field(default=None, metadata=_opt(
+        "files (GLOB, e.g. *.rdb; several joined by ':') whose last upload time is the metric "
+        "ocifs_last_upload_timestamp_seconds{path}"))
     stat_cache_expire: float = dataclasses.field(default=900.0, metadata=_opt(
         "seconds an object's attributes are cached", "float"))
     max_stat_cache_size: int = dataclasses.field(default=100000, metadata=_opt(
@@ -415,8 +421,17 @@ def _apply_s3fs_forms(options: MountOptions, values: dict[str, Any]) -> None:
         raise OptionError("option public_bucket sends unsigned requests: no iam_role or ecs")
     if options.bucket_size is not None:
         parse_size("bucket_size", options.bucket_size)
+    if options.metrics is not None:
+        _check_metrics_address(options.metrics)
     if options.tmpdir is not None and not os.path.isdir(options.tmpdir):
         raise OptionError(f"option tmpdir={options.tmpdir} is not a directory")
+
+
+def _check_metrics_address(text: str) -> None:
+    """``metrics=[ADDR:]PORT``: a port from 1 to 65535."""
+    port = text.rpartition(":")[2]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise OptionError(f"option metrics={text}: expected [ADDR:]PORT (a port from 1 to 65535)")
 
 
 def _validate(options: MountOptions) -> None:
