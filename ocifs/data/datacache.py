@@ -2,13 +2,15 @@
 
 Each object version (key and ETag) read through the mount may have a *cache file*: a sparse
 local file holding the byte ranges fetched so far, so that reading them again costs no request.
-A random reader fetches whole aligned :data:`BLOCK`s through it (its next reads nearby are then
-local, as with s3fs's local copy, but without downloading the whole object first).
+A random reader's misses are kept in it, and when the rest of the object fits the disk above
+``min_free_bytes`` (:meth:`DataCache.reserve`) :mod:`ocifs.data.fill` copies the rest in the
+background, so that later reads are local as with s3fs's local copy, without the first read
+waiting for a whole download; a bigger object is read in aligned :data:`BLOCK`\ s.
 
 Two modes, as in s3fs:
 
-* without ``use_cache``: cache files are unlinked temporary files in the staging directory,
-  kept while the object is open and holding only what random readers fetched (a sequential
+* without ``use_cache``: cache files are unlinked temporary files in ``tmpdir``, kept while the
+  object is open and holding only what random readers fetched and fills copied (a sequential
   reader's data is not worth a second copy: the kernel's page cache has it);
 * with ``use_cache=DIR``: cache files live in ``DIR/ocifs-cache-<bucket tag>/``, hold everything
   read, and survive unmounts.  Each has a sidecar ``.json`` naming its key, ETag, size and the
@@ -20,7 +22,8 @@ the file was opened with (the stat cache, so a change by another client is notic
 ``stat_cache_expire``), and every GET's ETag is checked against it; a mismatch marks the copy
 stale and nothing more is added to it.  The disk is never filled: before data is added, the
 least recently used cache files nobody has open are removed until ``min_free_bytes`` would
-stay free; when that is not enough the data is served without being kept.
+stay free besides the space fills reserved; when that is not enough the data is served
+without being kept.
 """
 
 from __future__ import annotations

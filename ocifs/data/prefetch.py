@@ -3,9 +3,9 @@
 Each read handle has a :class:`ReadStream`.  A reader that starts at offset 0, or keeps reading
 where it stopped, is *sequential*: several ranged GETs of :data:`CHUNK` bytes are kept in
 flight ahead of it, in a window growing from one chunk to :data:`WINDOW_MAX` as it consumes
-them, and its reads are served from completed chunks.  Any other reader is *random*: each
-read is one small ranged GET (at least :data:`DIRECT_MIN`), nothing is fetched ahead, no whole
-object is ever downloaded.
+them, and its reads are served from completed chunks.  Any other reader is *random*: without
+a cache file each read is one small ranged GET (at least :data:`DIRECT_MIN`); with one, see
+below.
 
 Prefetched bytes are bounded for the whole mount by a :class:`ByteBudget`: a chunk is only
 requested when the budget has room, and a sequential reader that finds none reads directly
@@ -15,9 +15,11 @@ once (fewer with a small ``max_thread_count``: two threads stay for other reques
 failed chunk is reported to the reader that needs it, never to the nursery.
 
 With a :class:`~ocifs.data.datacache.DataCache`, a stream first looks in its object version's cache
-file: ranges held there are read locally.  A random reader's miss then fetches the aligned
-:data:`~ocifs.data.datacache.BLOCK` around it into the cache file, and (in the persistent mode)
-prefetched chunks are kept there too.
+file: ranges held there are read locally.  A random reader's first miss fetches the aligned
+:data:`~ocifs.data.fill.MISS` around it into the cache file and, when the object fits the
+cache's budget, starts its background :class:`~ocifs.data.fill.Fill`; an object too big for it
+is read in aligned :data:`~ocifs.data.datacache.BLOCK`\ s kept there.  In the persistent
+mode prefetched chunks are kept there too.
 """
 
 from __future__ import annotations
