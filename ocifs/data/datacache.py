@@ -5,7 +5,7 @@ local file holding the byte ranges fetched so far, so that reading them again co
 A random reader's misses are kept in it, and when the rest of the object fits the disk above
 ``min_free_bytes`` (:meth:`DataCache.reserve`) :mod:`ocifs.data.fill` copies the rest in the
 background, so that later reads are local as with s3fs's local copy, without the first read
-waiting for a whole download; a bigger object is read in aligned :data:`BLOCK`\ s.
+waiting for a whole download; a bigger object is read in aligned blocks (:data:`BLOCK`).
 
 Two modes, as in s3fs:
 

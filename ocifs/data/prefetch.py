@@ -18,7 +18,7 @@ With a :class:`~ocifs.data.datacache.DataCache`, a stream first looks in its obj
 file: ranges held there are read locally.  A random reader's first miss fetches the aligned
 :data:`~ocifs.data.fill.MISS` around it into the cache file and, when the object fits the
 cache's budget, starts its background :class:`~ocifs.data.fill.Fill`; an object too big for it
-is read in aligned :data:`~ocifs.data.datacache.BLOCK`\ s kept there.  In the persistent
+is read in aligned blocks (:data:`~ocifs.data.datacache.BLOCK`) kept there.  In the persistent
 mode prefetched chunks are kept there too.
 """
 
