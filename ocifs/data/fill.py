@@ -32,6 +32,7 @@ import trio
 from ocifs.data.datacache import CacheEntry, DataCache, same_etag
 from ocifs.s3.errors import StoreError
 from ocifs.s3.store import ObjectStore
+from ocifs.tasks import Background
 from ocifs.units import KiB, MiB
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class Fill:
 
     # -- running --------------------------------------------------------------------------
 
-    def start(self, background) -> None:  # noqa: ANN001 - ocifs.tasks.Background
+    def start(self, background: Background) -> None:
         """Run in ``background`` (the mount's nursery)."""
         if self.ended:
             return
