@@ -471,11 +471,13 @@ def rand_read(ctx: Ctx) -> dict:
         measure_rss(ctx)
         t0 = time.monotonic()
         deadline = t0 + p.rand_seconds
+        first = None  # seconds from the open to the end of the first read
         if ctx.is_boto3:
             t = ctx.target
             for off in offsets:
                 data = t.client.get_object(Bucket=t.bucket, Key=BIG_KEY,
                                            Range=f"bytes={off}-{off + 4 * KiB - 1}")["Body"].read()
+                first = time.monotonic() - t0 if first is None else first
                 bad += data != ctx.pattern.chunk(off, 4 * KiB)
                 done += 1
                 if time.monotonic() > deadline:
@@ -486,6 +488,7 @@ def rand_read(ctx: Ctx) -> dict:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
                 for off in offsets:
                     data = os.pread(fd, 4 * KiB, off)
+                    first = time.monotonic() - t0 if first is None else first
                     bad += data != ctx.pattern.chunk(off, 4 * KiB)
                     done += 1
                     if time.monotonic() > deadline:
@@ -494,7 +497,8 @@ def rand_read(ctx: Ctx) -> dict:
                 os.close(fd)
         elapsed = time.monotonic() - t0
         rss = peak_rss(ctx)
-    return {"metrics": {"ops_per_s": round(done / elapsed, 1), "rss_MiB": rss},
+    return {"metrics": {"ops_per_s": round(done / elapsed, 1),
+                        "first_read_ms": round(1000 * (first or 0.0), 1), "rss_MiB": rss},
             "verified": bad == 0 and done > 0,
             "checks": f"{done} reads of 4 KiB (of {p.rand_ops} planned, {p.rand_seconds:.0f} s cap), "
                       "each compared with the expected bytes"}
@@ -947,6 +951,7 @@ METRICS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("seq_write", "durable_MBps"): ("sequential write, until durable in the bucket", "MB/s", "higher"),
     ("seq_read", "read_MBps"): ("sequential read, fresh mount, page cache dropped", "MB/s", "higher"),
     ("rand_read", "ops_per_s"): ("random 4 KiB reads (POSIX_FADV_RANDOM)", "ops/s", "higher"),
+    ("rand_read", "first_read_ms"): ("random reads: open and first 4 KiB read", "ms", "lower"),
     ("rename", "rename_s"): ("rename of the big file", "s", "lower"),
     ("rename", "durable_s"): ("rename, until durable in the bucket", "s", "lower"),
     ("create_small", "create_s"): ("create N small files", "s", "lower"),

@@ -14,6 +14,8 @@ import trio
 
 from mounting import unique_bucket
 from ocifs.data.datacache import BLOCK, DataCache, RangeSet
+from ocifs.data.fill import FILL_RANGE, MISS
+from ocifs.data import prefetch
 from ocifs.data.prefetch import ObjectChanged, Prefetcher
 from test_read_path import FakeStore, run_with_prefetcher
 
@@ -105,21 +107,78 @@ def test_object_changing_under_a_reader_is_not_cached(tmp_path):
     assert cache.entries == {}  # a stale copy is dropped at release
 
 
-def test_random_reader_fetches_blocks_once(tmp_path):
-    data = random.Random(4).randbytes(8 * MiB)
+def test_random_reader_of_a_file_too_big_for_the_cache_fetches_blocks_once(small_disk):
+    """No room for the whole object above the floor: no fill, aligned BLOCKs kept instead."""
+    data = random.Random(4).randbytes(40 * MiB)
+    store = FakeStore(data)
+    cache = DataCache(None, min_free_bytes=20 * MiB, temp_dir=str(small_disk))
+
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data), store.etag)
+        rng = random.Random(5)
+        last = 0
+        for _ in range(400):
+            offset = rng.randrange(0, 16 * MiB - 4096) // 4096 * 4096 + 4096
+            if abs(offset - last) <= prefetch.SLACK:
+                continue  # that would count as sequential
+            assert await stream.read(offset, 4096) == data[offset:offset + 4096]
+            last = offset + 4096
+        assert list(prefetcher.fills.values()) == [None]
+        stream.close()
+    run_with_prefetcher(store, body, cache=cache)
+    assert len(store.gets) <= 16 * MiB // BLOCK + 1
+    assert all(start % BLOCK == 0 and length == BLOCK for start, length in store.gets)
+
+
+def test_random_reader_of_a_file_that_fits_is_filled_then_local(tmp_path):
+    """The first miss is one small GET; the fill then copies the rest in large ranges; once
+    it is done, random reads send no request."""
+    data = random.Random(6).randbytes(30 * MiB + 123)
+    store = FakeStore(data)
+    cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
+    rng = random.Random(7)
+
+    async def body(prefetcher):
+        stream = prefetcher.stream("k", len(data), store.etag)
+        first = rng.randrange(MiB, len(data) - MiB)
+        assert await stream.read(first, 4096) == data[first:first + 4096]
+        assert store.gets[0][1] == MISS  # answered at once by one small GET
+        fill = prefetcher.fills[stream.entry]
+        while fill.active:
+            offset = rng.randrange(0, len(data) - 4096)
+            assert await stream.read(offset, 4096) == data[offset:offset + 4096]
+            await trio.sleep(0.0005)  # a hit does not yield: let the fill run
+        assert fill.error is None and stream.entry.ranges.covers(0, len(data))
+        before = len(store.gets)
+        for _ in range(300):
+            offset = rng.randrange(0, len(data))
+            assert await stream.read(offset, 5000) == data[offset:offset + 5000]
+        assert len(store.gets) == before
+        stream.close()
+    run_with_prefetcher(store, body, cache=cache)
+    assert all(length in (MISS, FILL_RANGE) or start + length >= len(data)
+               for start, length in store.gets)
+    assert sum(length for _, length in store.gets if length == FILL_RANGE) <= len(data)
+
+
+def test_closing_stops_the_fill(tmp_path):
+    data = random.Random(8).randbytes(64 * MiB)
     store = FakeStore(data)
     cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
 
     async def body(prefetcher):
         stream = prefetcher.stream("k", len(data), store.etag)
-        rng = random.Random(5)
-        for _ in range(400):
-            offset = rng.randrange(0, len(data) - 4096) // 4096 * 4096 + 4096
-            assert await stream.read(offset, 4096) == data[offset:offset + 4096]
+        await stream.read(10 * MiB, 4096)
+        fill = prefetcher.fills[stream.entry]
+        while not fill.in_flight:
+            await trio.sleep(0.001)
         stream.close()
+        asked = len(store.gets)
+        await trio.sleep(0.2)
+        assert not fill.active and len(store.gets) == asked
+        assert asked < 1 + len(data) // FILL_RANGE
     run_with_prefetcher(store, body, cache=cache)
-    assert len(store.gets) <= len(data) // BLOCK
-    assert all(start % BLOCK == 0 for start, _ in store.gets)
+    assert cache.entries == {}
 
 
 def test_eviction_keeps_the_floor_free(small_disk):

@@ -2,13 +2,15 @@
 
 Each object version (key and ETag) read through the mount may have a *cache file*: a sparse
 local file holding the byte ranges fetched so far, so that reading them again costs no request.
-A random reader fetches whole aligned :data:`BLOCK`s through it (its next reads nearby are then
-local, as with s3fs's local copy, but without downloading the whole object first).
+A random reader's misses are kept in it, and when the rest of the object fits the disk above
+``min_free_bytes`` (:meth:`DataCache.reserve`) :mod:`ocifs.data.fill` copies the rest in the
+background, so that later reads are local as with s3fs's local copy, without the first read
+waiting for a whole download; a bigger object is read in aligned blocks (:data:`BLOCK`).
 
 Two modes, as in s3fs:
 
-* without ``use_cache``: cache files are unlinked temporary files in the staging directory,
-  kept while the object is open and holding only what random readers fetched (a sequential
+* without ``use_cache``: cache files are unlinked temporary files in ``tmpdir``, kept while the
+  object is open and holding only what random readers fetched and fills copied (a sequential
   reader's data is not worth a second copy: the kernel's page cache has it);
 * with ``use_cache=DIR``: cache files live in ``DIR/ocifs-cache-<bucket tag>/``, hold everything
   read, and survive unmounts.  Each has a sidecar ``.json`` naming its key, ETag, size and the
@@ -20,7 +22,8 @@ the file was opened with (the stat cache, so a change by another client is notic
 ``stat_cache_expire``), and every GET's ETag is checked against it; a mismatch marks the copy
 stale and nothing more is added to it.  The disk is never filled: before data is added, the
 least recently used cache files nobody has open are removed until ``min_free_bytes`` would
-stay free; when that is not enough the data is served without being kept.
+stay free besides the space fills reserved; when that is not enough the data is served
+without being kept.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ class RangeSet:
 class CacheEntry:
     """The cache file of one object version.  ``users`` counts the read streams using it;
     ``stale`` says a GET saw another ETag (nothing more is added); ``unsaved`` that ranges
-    were added since the sidecar was last written."""
+    were added since the sidecar was last written; ``filling`` that a background fill
+    (:mod:`ocifs.data.fill`) has the disk space for the rest of it reserved."""
 
     name: str
     key: str
@@ -97,6 +101,11 @@ class CacheEntry:
     users: int = 0
     stale: bool = False
     unsaved: bool = False
+    filling: bool = False
+
+    def missing(self) -> int:
+        """Bytes of the object the cache file does not hold yet."""
+        return self.size - self.ranges.total()
 
     def read(self, start: int, end: int) -> bytes | None:
         """Bytes ``[start, end)`` if the cache file holds them all, else None."""
@@ -273,25 +282,59 @@ class DataCache:
             return False
         if entry.ranges.covers(start, start + len(data)):
             return True
-        if not self.make_room(len(data)):
+        if not self.make_room(len(data), entry):
             return False
         try:
             written = os.pwrite(entry.fd, data, start)
         except OSError as exc:
             log.warning("data cache: cannot write %s: %s", entry.key, exc)
             return False
-        entry.ranges.add(start, start + written)  # a short write (disk full) claims no more
-        entry.unsaved = True
+        self.added(entry, start, written)  # a short write (disk full) claims no more
         return written == len(data)
+
+    def added(self, entry: CacheEntry, start: int, length: int) -> None:
+        """``length`` bytes from ``start`` were written to ``entry``'s file (of its version)."""
+        if length > 0 and not entry.stale:
+            entry.ranges.add(start, start + length)
+            entry.unsaved = True
+
+    # -- fills ----------------------------------------------------------------------------
+
+    def reserved_bytes(self, but: CacheEntry | None = None) -> int:
+        """Disk space promised to the fills in progress (of entries other than ``but``)."""
+        return sum(entry.missing() for entry in self.entries.values()
+                   if entry is not None and entry.filling and entry is not but)
+
+    def reserve(self, entry: CacheEntry) -> bool:
+        """Whether the rest of ``entry`` fits on the disk above ``min_free_bytes`` (unused
+        cache files are evicted for it): it is then reserved for a fill until
+        :meth:`fill_ended`.  This is the data cache's budget for a whole-file copy."""
+        if entry.stale or entry.filling:
+            return False
+        needed = entry.missing()
+        evictable = sum(self._disk_bytes(name, other) for name, other in self.entries.items()
+                        if other is None or other.users == 0)
+        if self.free_bytes() + evictable - needed - self.reserved_bytes(but=entry) \
+                < self.min_free_bytes:
+            return False  # would not fit even with every unused file gone: evict none
+        if not self.make_room(needed, entry):
+            return False
+        entry.filling = True
+        return True
+
+    def fill_ended(self, entry: CacheEntry) -> None:
+        entry.filling = False
 
     def free_bytes(self) -> int:
         st = os.statvfs(self._where)
         return st.f_bavail * st.f_frsize
 
-    def make_room(self, needed: int) -> bool:
+    def make_room(self, needed: int, entry: CacheEntry | None = None) -> bool:
         """Remove unused cache files (least recently used first) until ``needed`` more bytes
-        leave ``min_free_bytes`` free; False when that cannot be reached."""
-        while self.free_bytes() - needed < self.min_free_bytes:
+        (for ``entry``) leave ``min_free_bytes`` free besides what fills of other entries
+        have reserved; False when that cannot be reached."""
+        reserved = self.reserved_bytes(but=entry)
+        while self.free_bytes() - needed - reserved < self.min_free_bytes:
             victim = next((name for name, entry in self.entries.items()
                            if entry is None or entry.users == 0), None)
             if victim is None:
@@ -310,16 +353,17 @@ class DataCache:
 
     def held_bytes(self) -> int:
         """Bytes the cache files hold on disk (allocated blocks)."""
-        total = 0
-        for name, entry in self.entries.items():
-            try:
-                if entry is not None:
-                    total += os.fstat(entry.fd).st_blocks * 512
-                elif self.persistent:
-                    total += self._paths(name)[0].stat().st_blocks * 512
-            except OSError:
-                pass
-        return total
+        return sum(self._disk_bytes(name, entry) for name, entry in self.entries.items())
+
+    def _disk_bytes(self, name: str, entry: CacheEntry | None) -> int:
+        try:
+            if entry is not None:
+                return os.fstat(entry.fd).st_blocks * 512
+            if self.persistent:
+                return self._paths(name)[0].stat().st_blocks * 512
+        except OSError:
+            pass
+        return 0
 
     def close(self) -> None:
         """Unmount: save what the persistent cache holds, close every file."""

@@ -146,6 +146,10 @@ class OpenFiles:
         self.handles[fh] = Handle(file, etag=file.attrs.etag)
         return fh
 
+    def stop_reads(self) -> None:
+        """The mount stops serving: no more background fills of cache files."""
+        self.prefetcher.stop()
+
     def file_of(self, inode: int) -> OpenFile | None:
         """The open file of ``inode``, if any handle on it is open (or it is still dirty)."""
         return self.by_inode.get(inode)

@@ -3,9 +3,9 @@
 Each read handle has a :class:`ReadStream`.  A reader that starts at offset 0, or keeps reading
 where it stopped, is *sequential*: several ranged GETs of :data:`CHUNK` bytes are kept in
 flight ahead of it, in a window growing from one chunk to :data:`WINDOW_MAX` as it consumes
-them, and its reads are served from completed chunks.  Any other reader is *random*: each
-read is one small ranged GET (at least :data:`DIRECT_MIN`), nothing is fetched ahead, no whole
-object is ever downloaded.
+them, and its reads are served from completed chunks.  Any other reader is *random*: without
+a cache file each read is one small ranged GET (at least :data:`DIRECT_MIN`); with one, see
+below.
 
 Prefetched bytes are bounded for the whole mount by a :class:`ByteBudget`: a chunk is only
 requested when the budget has room, and a sequential reader that finds none reads directly
@@ -15,9 +15,11 @@ once (fewer with a small ``max_thread_count``: two threads stay for other reques
 failed chunk is reported to the reader that needs it, never to the nursery.
 
 With a :class:`~ocifs.data.datacache.DataCache`, a stream first looks in its object version's cache
-file: ranges held there are read locally.  A random reader's miss then fetches the aligned
-:data:`~ocifs.data.datacache.BLOCK` around it into the cache file, and (in the persistent mode)
-prefetched chunks are kept there too.
+file: ranges held there are read locally.  A random reader's first miss fetches the aligned
+:data:`~ocifs.data.fill.MISS` around it into the cache file and, when the object fits the
+cache's budget, starts its background :class:`~ocifs.data.fill.Fill`; an object too big for it
+is read in aligned blocks (:data:`~ocifs.data.datacache.BLOCK`) kept there.  In the persistent
+mode prefetched chunks are kept there too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import logging
 import trio
 
 from ocifs.data.datacache import BLOCK, CacheEntry, DataCache, same_etag
+from ocifs.data.fill import MISS, Fill, ObjectChanged, Timings
 from ocifs.s3.errors import StoreError
 from ocifs.s3.store import ObjectStore
 from ocifs.tasks import Background
@@ -43,15 +46,6 @@ MAX_REQUESTS = 8            # chunk GETs in flight, all handles together (see Pr
 SLACK = 2 * MiB             # how far from where it stopped a read still counts as sequential
 DIRECT_MIN = 128 * KiB      # smallest direct range (one kernel readahead unit)
 DIRECT_SEQUENTIAL = 1 * MiB  # direct range of a sequential reader the budget turned away
-
-
-class ObjectChanged(StoreError):
-    """A GET answered with another version of the object than the one the stream reads."""
-
-    def __init__(self, key: str, expected: str, got: str) -> None:
-        super().__init__(errno.EIO, f"GET {key}: the object changed since it was opened "
-                                    f"(ETag {got}, was {expected}); open it again to read it",
-                         "ObjectChanged")
 
 
 class ByteBudget:
@@ -94,7 +88,11 @@ class Prefetcher:
     limit on chunk requests in flight (``request_limiter``: chunk GETs also take one of the
     store's threads, so two of those are always left to other requests), the mount's
     ``background`` tasks the chunk fetches run in (while it is not running, reads are all
-    direct), and the data cache (``None``: none)."""
+    direct), and the data cache (``None``: none).
+
+    ``fills`` are the background fills of the cache entries in use (:mod:`ocifs.data.fill`;
+    None: the entry's object did not fit the cache's budget), ``timings`` what their readers
+    measured."""
 
     def __init__(self, store: ObjectStore, budget: int = BUDGET,
                  max_requests: int = MAX_REQUESTS, cache: DataCache | None = None,
@@ -105,12 +103,37 @@ class Prefetcher:
         threads = int(store.limiter.total_tokens)
         self.request_limiter = trio.CapacityLimiter(max(1, min(max_requests, threads - 2)))
         self.background = background or Background()
+        self.fills: dict[CacheEntry, Fill | None] = {}
+        self.timings = Timings()
 
     def stream(self, key: str, size: int, etag: str | None = None) -> "ReadStream":
         """A stream of reads of ``key`` as it was when opened: ``etag`` (if known) picks the
         cache file and is the version every GET must answer with (None: the first GET's)."""
         entry = self.cache.acquire(key, etag, size) if self.cache is not None else None
         return ReadStream(self, key, size, entry, etag)
+
+    def new_fill(self, entry: CacheEntry, key: str) -> Fill | None:
+        """A fill of ``entry`` (not started yet) when the rest of its object fits the data
+        cache's budget, else None; asked once per use of the entry (see :meth:`end_fill`)."""
+        fill = None
+        if self.cache is not None and self.background.active and self.cache.reserve(entry):
+            fill = Fill(self.cache, entry, self.store, key, self.request_limiter, self.timings)
+        else:
+            log.debug("%s (%d bytes) is read at random without a fill: it does not fit the "
+                      "data cache's budget", key, entry.size)
+        self.fills[entry] = fill
+        return fill
+
+    def end_fill(self, entry: CacheEntry) -> None:
+        """The last stream using ``entry`` stops: so does its fill."""
+        fill = self.fills.pop(entry, None)
+        if fill is not None:
+            fill.stop()
+
+    def stop(self) -> None:
+        """The mount stops serving: every fill stops."""
+        for entry in list(self.fills):
+            self.end_fill(entry)
 
 
 class ReadStream:
@@ -163,6 +186,9 @@ class ReadStream:
         elif not sequential:
             self._drop_all()
         if self.entry is not None:
+            fill = self.prefetcher.fills.get(self.entry)
+            if fill is not None:
+                fill.note(offset)
             cached = self.entry.read(offset, end)
             if cached is not None:
                 return cached
@@ -203,14 +229,7 @@ class ReadStream:
             return self.direct[start - self.direct_start:end - self.direct_start]
         entry = self.entry
         if entry is not None and not entry.stale and not sequential:
-            # A random reader's miss: the aligned blocks around it, kept in the cache file.
-            first = start - start % BLOCK
-            last = min(self.size, -(-end // BLOCK) * BLOCK)
-            data, etag = await self.prefetcher.store.get_range_tagged(self.key, first, last - first)
-            self._check_version(etag)
-            self._keep(first, data, etag)
-            self.direct, self.direct_start = data, first
-            return data[start - first:end - first]
+            return await self._read_random(entry, start, end)
         length = max(end - start, DIRECT_SEQUENTIAL if sequential else DIRECT_MIN)
         length = min(length, self.size - start)
         data, etag = await self.prefetcher.store.get_range_tagged(self.key, start, length)
@@ -219,6 +238,45 @@ class ReadStream:
             self._keep(start, data, etag, sequential=True)
         self.direct, self.direct_start = data, start
         return data[:end - start]
+
+    async def _read_random(self, entry: CacheEntry, start: int, end: int) -> bytes:
+        """A random reader's miss.  The first one is answered by a small GET, after which
+        the rest of the object is filled in the background when it fits the cache; while it
+        fills, a miss waits for the fill range covering it or sends its own small GET,
+        whichever should be sooner.  A file too big for the cache is read in aligned
+        :data:`BLOCK`s kept in the cache file (evicted as the disk needs)."""
+        prefetcher = self.prefetcher
+        if entry not in prefetcher.fills:
+            fill = prefetcher.new_fill(entry, self.key)
+            if fill is not None:
+                fill.note(start)
+                try:
+                    data = await self._get_aligned(start, end, MISS)
+                except BaseException:
+                    fill.stop()
+                    raise
+                fill.start(prefetcher.background)  # after the first answer: latency first
+                return data
+        fill = prefetcher.fills.get(entry)
+        if fill is not None and fill.active:
+            got = await fill.wait_for(start, end)
+            if got is not None:
+                return got
+            return await self._get_aligned(start, end, MISS)
+        return await self._get_aligned(start, end, BLOCK)
+
+    async def _get_aligned(self, start: int, end: int, unit: int) -> bytes:
+        """The aligned ``unit``s around ``[start, end)`` in one GET, kept in the cache file."""
+        first = start - start % unit
+        last = min(self.size, -(-end // unit) * unit)
+        began = trio.current_time()
+        data, etag = await self.prefetcher.store.get_range_tagged(self.key, first, last - first)
+        if unit == MISS:
+            self.prefetcher.timings.note_miss(trio.current_time() - began)
+        self._check_version(etag)
+        self._keep(first, data, etag)
+        self.direct, self.direct_start = data, first
+        return data[start - first:end - first]
 
     def _check_version(self, etag: str | None) -> None:
         """Refuse an answer from another version than the stream's (see the class docstring)."""
@@ -313,5 +371,7 @@ class ReadStream:
         self._drop_all()
         self.direct = b""
         if self.entry is not None and self.prefetcher.cache is not None:
+            if self.entry.users == 1:
+                self.prefetcher.end_fill(self.entry)
             self.prefetcher.cache.release(self.entry)
             self.entry = None

@@ -290,7 +290,7 @@ def _data_cache(opts: MountOptions, tag: str) -> DataCache:
     else temporary files in the staging directory."""
     floor = opts.ensure_diskfree * MiB or None
     if not opts.use_cache:
-        return DataCache(None, floor)
+        return DataCache(None, floor, temp_dir=opts.tmpdir)
     if opts.del_cache:
         delete_cache(opts.use_cache, tag)
     return DataCache(cache_dir(opts.use_cache, tag), floor)
@@ -424,6 +424,7 @@ class Mount:
                 nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
+            self.operations.files.stop_reads()  # background fills of cache files end here
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
             self.observer.flushing = True
             if not self.unsaved and not self.giving_up:
