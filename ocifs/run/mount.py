@@ -33,7 +33,7 @@ from ocifs.data.openfiles import OpenFiles, StagingLimits
 from ocifs.data.readahead import keep_read_ahead
 from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
 from ocifs.meta import objects
-from ocifs.meta.cache import MetaCache
+from ocifs.meta.cache import LISTING_EXPIRE_MAX, MetaCache
 from ocifs.meta.inodes import InodeTable
 from ocifs.meta.tree import Tree
 from ocifs.procfs import is_zombie, stat_fields
@@ -310,7 +310,7 @@ def _meta_cache(opts: MountOptions) -> MetaCache:
     from_use = opts.stat_cache_interval_expire is not None
     expire = opts.stat_cache_interval_expire if from_use else opts.stat_cache_expire
     return MetaCache(stat_expire=expire, max_stats=opts.max_stat_cache_size,
-                     listing_expire=kernel_timeout(expire), expire_from_use=from_use,
+                     listing_expire=min(expire, LISTING_EXPIRE_MAX), expire_from_use=from_use,
                      negative=opts.enable_negative_cache and not opts.disable_negative_cache)
 
 
@@ -397,6 +397,7 @@ class Mount:
                     self.begin_stop(self._pending_stop)
                 nursery.start_soon(self._watch_signals)
                 nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
+                nursery.start_soon(self.operations.invalidations.run)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             # Unmounted from outside (fusermount -u): anything still dirty goes up now.
