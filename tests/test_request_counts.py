@@ -118,3 +118,17 @@ def test_stat_after_write_asks_nothing(mount):
         assert f.read() == b"x" * 1000
     seen = requests(mount)
     assert ops(seen)["HeadObject"] == 0 and ops(seen)["ListObjectsV2"] == 0
+
+
+def test_chmod_and_rename_of_a_file_just_written_copy_without_a_head(mount):
+    path = mount.mountpoint / "warm" / "mine"
+    path.write_bytes(b"y" * 100)
+    requests(mount)
+    os.chmod(path, 0o600)
+    assert requests(mount) == [("CopyObject", "warm/mine")]
+    os.rename(path, mount.mountpoint / "warm" / "moved")
+    seen = requests(mount)
+    assert ops(seen)["HeadObject"] == 1 and ("HeadObject", "warm/moved") in seen  # the new name
+    assert ("CopyObject", "warm/moved") in seen and ("DeleteObject", "warm/mine") in seen
+    head = mount.client.head_object(Bucket=mount.bucket, Key="warm/moved")
+    assert head["ContentLength"] == 100 and head["Metadata"]["mode"] == str(stat.S_IFREG | 0o600)

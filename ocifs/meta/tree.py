@@ -413,7 +413,7 @@ class Tree:
         else:
             key = self.store.key(path)
             await self.multipart.copy(key, key, objects.metadata_for(attrs),
-                                  objects.content_type_for(path, attrs))
+                                      objects.content_type_for(path, attrs), size=attrs.size)
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.remember(path, attrs)
 
@@ -513,7 +513,7 @@ class Tree:
         else:
             src, dst = self.store.key(old), self.store.key(new)
             await self.multipart.copy(src, dst, objects.metadata_for(attrs),
-                                  objects.content_type_for(new, attrs))
+                                      objects.content_type_for(new, attrs), size=attrs.size)
             await self.store.delete(src)
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.cache.changed(old, None, subtree=True)
