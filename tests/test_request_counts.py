@@ -132,3 +132,30 @@ def test_chmod_and_rename_of_a_file_just_written_copy_without_a_head(mount):
     assert ("CopyObject", "warm/moved") in seen and ("DeleteObject", "warm/mine") in seen
     head = mount.client.head_object(Bucket=mount.bucket, Key="warm/moved")
     assert head["ContentLength"] == 100 and head["Metadata"]["mode"] == str(stat.S_IFREG | 0o600)
+
+
+def test_files_closed_by_different_threads_upload_at_once(mount):
+    """Four writers close at once: their four PUTs are all in flight together (each is held
+    by the proxy until all four have arrived, which a mount sending one at a time never
+    reaches)."""
+    import threading
+    from test_write_path import wait_for
+
+    proxy = mount.server.proxy
+    held = proxy.delay(600, times=4, op="PutObject")
+
+    def write(i: int) -> None:
+        (mount.mountpoint / "warm" / f"t{i}").write_bytes(b"%d" % i * 1000)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: proxy.hits(held) == 4, what="four PUTs in flight at once")
+    finally:
+        proxy.release()
+        for thread in threads:
+            thread.join()
+    for i in range(4):
+        body = mount.client.get_object(Bucket=mount.bucket, Key=f"warm/t{i}")["Body"].read()
+        assert body == b"%d" % i * 1000
