@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -159,3 +160,20 @@ def test_files_closed_by_different_threads_upload_at_once(mount):
     for i in range(4):
         body = mount.client.get_object(Bucket=mount.bucket, Key=f"warm/t{i}")["Body"].read()
         assert body == b"%d" % i * 1000
+
+
+def test_ls_l_again_right_after_a_slow_cold_one_asks_nothing(mount):
+    """The listing is kept from when the cold ``ls -l`` had all its attributes (here one HEAD
+    is held 1.5 s, longer than a listing is kept), so the warm one is served from memory."""
+    for i in range(20):
+        put(mount, f"many/o{i:03d}", b"z")
+    os.stat(mount.mountpoint / "many")
+    requests(mount)
+    mount.server.proxy.delay(1.5, times=1, op="HeadObject")
+    cold = subprocess.run(["ls", "-l", str(mount.mountpoint / "many")], capture_output=True,
+                          text=True, check=True).stdout
+    assert ops(requests(mount))["HeadObject"] == 20
+    warm = subprocess.run(["ls", "-l", str(mount.mountpoint / "many")], capture_output=True,
+                          text=True, check=True).stdout
+    assert warm == cold and len(warm.splitlines()) == 21
+    assert requests(mount) == []

@@ -297,7 +297,7 @@ class Tree:
         """
         prefix = self._dir_prefix(path)
         generation = self.cache.generation
-        contents, prefixes = await self._listing(path)
+        listing = contents, prefixes = await self._listing(path)
         # A change made here while the listing was asked for: show it, but cache nothing
         # from a listing that may predate it.
         fresh = self.cache.generation == generation
@@ -331,6 +331,8 @@ class Tree:
                     for name, is_dir in to_head}
             heads = await self.store.head_many(list(keys.values()))
             fresh = self.cache.generation == generation
+            if heads:  # the listing's life starts once it is whole: `ls -l` again asks nothing
+                self.cache.keep_listing(path, listing, since=generation)
         for name, is_dir in to_head:
             key = keys.get(name, "")
             attrs = self._listed_attrs(key, heads.get(key), is_dir, files.get(name))
