@@ -114,8 +114,8 @@ class Operations(pyfuse3.Operations):
         # inode -> ETag of the object version whose pages the kernel may hold (None: unknown).
         self._cached_etags: dict[int, str | None] = {}
         self._next_dir_fh = 1
-        # What changes without the kernel seeing it drops the kernel's copy (the mount runs
-        # ``invalidations.run`` while serving).
+        # What changes without the kernel seeing it drops the kernel's copy (while the mount runs
+        # ``invalidations.run``: serving).
         self.invalidations = KernelInvalidations(inodes.inode_of)
         tree.cache.on_change = self.invalidations.path_changed
 
