@@ -19,7 +19,7 @@ import trio
 
 from mounting import unique_bucket
 from ocifs.data import prefetch
-from ocifs.fuse.operations import KERNEL_CACHE_MAX, kernel_timeout
+from ocifs.fuse.operations import kernel_timeout
 from ocifs.run.mount import pidfile_path
 from ocifs.data.prefetch import CHUNK, Prefetcher
 from ocifs.s3.errors import StoreError
@@ -184,7 +184,7 @@ def test_a_stream_never_mixes_two_versions(known):
 def test_kernel_timeout_follows_stat_cache():
     assert kernel_timeout(0) == 0
     assert kernel_timeout(0.5) == 0.5
-    assert kernel_timeout(900) == KERNEL_CACHE_MAX
+    assert kernel_timeout(900) == 900  # each reply: what is left of its stat cache entry
 
 
 # -- through a mount ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pyfuse3
 
 from ocifs.data.openfiles import OpenFiles
 from ocifs.fuse.errors import fuse_errors
+from ocifs.fuse.invalidation import KernelInvalidations
 from ocifs.meta.inodes import ROOT_INODE, InodeTable
 from ocifs.meta.objects import SYMLINK_MODE, ObjectAttrs
 from ocifs.meta.tree import Tree, join
@@ -26,7 +27,6 @@ from ocifs.units import MiB
 
 log = logging.getLogger(__name__)
 
-KERNEL_CACHE_MAX = 1.0  # seconds the kernel may keep an entry or attributes, at most
 # st_blksize: the I/O size programs pick from stat() (cp: 1 MiB requests instead of 128 KiB;
 # stdio: 8 KiB buffers, its maximum, instead of 4 KiB).  Every request is a round trip through
 # Python, so fewer, bigger ones are faster; 1 MiB is the most the kernel sends in one.
@@ -34,12 +34,11 @@ IO_BLOCK = MiB
 
 
 def kernel_timeout(stat_cache_expire: float) -> float:
-    """How long the kernel may cache entries and attributes: as long as ocifs's own stat cache
-    would answer the same, but never more than :data:`KERNEL_CACHE_MAX`: the kernel's cache is
-    on top of ours (a change by another client shows within ``stat_cache_expire`` plus this)
-    and knows nothing of its evictions (``max_stat_cache_size``); with ``stat_cache_expire=0``
-    not at all, so every stat reaches the bucket."""
-    return max(0.0, min(stat_cache_expire, KERNEL_CACHE_MAX))
+    """The longest the kernel may cache entries and attributes: ocifs's own stat cache's
+    expiry (each reply gives what is left of its entry's, so the kernel never shows what the
+    stat cache would no longer answer); with ``stat_cache_expire=0`` not at all, so every
+    stat reaches the bucket."""
+    return max(0.0, stat_cache_expire)
 
 
 @dataclasses.dataclass
@@ -50,7 +49,8 @@ class AttrView:
     replaces the permission bits of every entry (symlinks too) with ``0777 & ~umask``; both
     only change what is shown, never what is stored.  Directories report one link, the
     "count unknown" value that tells find(1) not to guess subdirectories from it.  ``root`` is the mountpoint's own attributes.
-    ``timeout`` is how long the kernel may cache entries and attributes (:func:`kernel_timeout`).
+    ``timeout`` is the longest the kernel may cache entries and attributes (:func:`kernel_timeout`),
+    unless ``entry_timeout``/``attr_timeout`` were given as options.
     """
 
     root: ObjectAttrs
@@ -58,18 +58,21 @@ class AttrView:
     gid: int | None = None
     umask: int | None = None
     timeout: float = 1.0
-    attr_timeout: float | None = None  # -o attr_timeout: the kernel's attribute timeout, if given
+    entry_timeout: float | None = None  # -o entry_timeout / attr_timeout: fixed by the user
+    attr_timeout: float | None = None
     capacity: int | None = None  # bucket_size: bytes statfs reports (None: s3fs's 16 EiB)
 
-    def entry(self, inode: int, attrs: ObjectAttrs) -> pyfuse3.EntryAttributes:
+    def entry(self, inode: int, attrs: ObjectAttrs,
+              timeout: float | None = None) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()
         mode = attrs.mode
         if self.umask is not None:
             mode = stat.S_IFMT(mode) | (0o777 & ~self.umask)
         entry.st_ino = inode
         entry.generation = 0
-        entry.entry_timeout = self.timeout
-        entry.attr_timeout = self.timeout if self.attr_timeout is None else self.attr_timeout
+        chosen = self.timeout if timeout is None else timeout
+        entry.entry_timeout = chosen if self.entry_timeout is None else self.entry_timeout
+        entry.attr_timeout = chosen if self.attr_timeout is None else self.attr_timeout
         entry.st_mode = mode
         entry.st_nlink = 1
         entry.st_uid = attrs.uid if self.uid is None else self.uid
@@ -117,6 +120,10 @@ class Operations(pyfuse3.Operations):
         # inode -> ETag of the object version whose pages the kernel may hold (None: unknown).
         self._cached_etags: dict[int, str | None] = {}
         self._next_dir_fh = 1
+        # What changes without the kernel seeing it drops the kernel's copy (while the mount runs
+        # ``invalidations.run``: serving).
+        self.invalidations = KernelInvalidations(inodes.inode_of)
+        tree.cache.on_change = self.invalidations.path_changed
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -162,7 +169,16 @@ class Operations(pyfuse3.Operations):
                            mtime_ns=now, ctime_ns=now, atime_ns=now)
 
     def _entry(self, path: str, attrs: ObjectAttrs) -> pyfuse3.EntryAttributes:
-        return self.view.entry(self.inodes.lookup(path), attrs)
+        inode = self.inodes.lookup(path)
+        return self.view.entry(inode, attrs, self._timeout(path, inode))
+
+    def _timeout(self, path: str, inode: int) -> float:
+        """How long the kernel may keep ``path``'s entry and attributes: what is left of its
+        stat cache entry's life, or the whole of it for the root and open files (whose
+        attributes this mount keeps itself); 0 when not cached (evicted, not kept)."""
+        if not path or self.files.attrs_of(inode) is not None:
+            return self.view.timeout
+        return min(self.view.timeout, self.tree.cache.seconds_left(path))
 
     async def _ensure_absent(self, path: str) -> None:
         if await self._attrs(path) is not None:
@@ -178,7 +194,7 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         path = self._path(inode)
-        return self.view.entry(inode, await self._existing(path, inode))
+        return self.view.entry(inode, await self._existing(path, inode), self._timeout(path, inode))
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:
         for inode, count in inode_list:
@@ -233,7 +249,8 @@ class Operations(pyfuse3.Operations):
             if child_inode is not None:
                 attrs = self.files.attrs_of(child_inode) or attrs
             inode = self.inodes.lookup(child)
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.view.entry(inode, attrs), index + 1):
+            entry = self.view.entry(inode, attrs, self._timeout(child, inode))
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), entry, index + 1):
                 self.inodes.forget(inode, 1)
                 return
 
@@ -353,12 +370,12 @@ class Operations(pyfuse3.Operations):
         meta_changed = any((fields.update_mode, fields.update_uid, fields.update_gid,
                             fields.update_mtime, fields.update_atime))
         if not meta_changed:
-            return self.view.entry(inode, current)
+            return self.view.entry(inode, current, self._timeout(path, inode))
         current = await self.tree.exact(path, current)
         new = dataclasses.replace(current)
         self._set_times_and_owner(new, attr, fields)
         await self._store_attrs(inode, path, new)
-        return self.view.entry(inode, new)
+        return self.view.entry(inode, new, self._timeout(path, inode))
 
     async def _store_attrs(self, inode: int, path: str, new: ObjectAttrs) -> None:
         """New metadata: an open, dirty file takes it with its upload; else it is stored now."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import errno
 import posixpath
-from typing import Final
+import time
+from typing import Callable, Final
 
 import cachetools
 import trio
@@ -20,6 +21,9 @@ import trio
 from ocifs.meta.objects import ObjectAttrs
 from ocifs.s3.errors import StoreError
 
+# Listings are kept only this long: long enough for ``ls`` then ``ls -l`` or ``find`` to ask
+# once, short enough that another client's new names show at the next listing.
+LISTING_EXPIRE_MAX = 1.0
 MAX_PAGES = 64  # subtree pages kept for a listing to come (each up to 1,000 keys)
 Listing = tuple[list[dict], list[str]]  # (objects, common prefixes), as ListObjectsV2 gives them
 
@@ -54,9 +58,28 @@ class SharedPage:
         self.error = StoreError(errno.EIO, f"LIST {path}/: interrupted")
 
 
-def _expiring(maxsize: int, ttl: float) -> cachetools.Cache:
-    """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0)."""
-    return cachetools.TTLCache(maxsize=maxsize, ttl=ttl) if ttl > 0 else cachetools.Cache(maxsize=0)
+class _TellingTTLCache(cachetools.TTLCache):
+    """A TTLCache that says which key it evicted to make room (cachetools' ``popitem``)."""
+
+    def __init__(self, maxsize: int, ttl: float, evicted: Callable[[str], None]) -> None:
+        super().__init__(maxsize=maxsize, ttl=ttl)
+        self._evicted = evicted
+
+    def popitem(self) -> tuple[str, object]:
+        key, value = super().popitem()
+        self._evicted(key)
+        return key, value
+
+
+def _expiring(maxsize: int, ttl: float,
+              evicted: Callable[[str], None] | None = None) -> cachetools.Cache:
+    """A cache whose entries expire after ``ttl`` seconds (none kept with ``ttl`` 0);
+    ``evicted`` is told of each entry dropped early to make room."""
+    if ttl <= 0:
+        return cachetools.Cache(maxsize=0)
+    if evicted is None:
+        return cachetools.TTLCache(maxsize=maxsize, ttl=ttl)
+    return _TellingTTLCache(maxsize, ttl, evicted)
 
 
 def _keep(cache: cachetools.Cache, key: str, value: object) -> None:
@@ -85,7 +108,10 @@ class MetaCache:
     def __init__(self, stat_expire: float = 900.0, max_stats: int = 100000,
                  listing_expire: float = 1.0, max_listings: int = 1000,
                  negative: bool = True, expire_from_use: bool = False) -> None:
-        self._stats = _expiring(max_stats, stat_expire)
+        self._stat_expire = stat_expire
+        # path -> (attrs, when it expires).  An entry evicted early (max_stat_cache_size) is
+        # also dropped from the kernel, whose timeout was what this entry had left.
+        self._stats = _expiring(max_stats, stat_expire, evicted=lambda path: self.on_change(path))
         self._listings = _expiring(max_listings, listing_expire)
         self._pages = _expiring(min(max_listings, MAX_PAGES), listing_expire)
         self._negative = negative
@@ -94,6 +120,9 @@ class MetaCache:
         # Lookups answered and not, by cache ("stat", "listing"): read by ``ocifs status``.
         self.hits = {"stat": 0, "listing": 0}
         self.misses = {"stat": 0, "listing": 0}
+        # Told of every path whose attributes may now differ from what was shown (the FUSE
+        # layer drops the kernel's copy).
+        self.on_change: Callable[[str], None] = lambda path: None
 
     @property
     def generation(self) -> int:
@@ -113,6 +142,7 @@ class MetaCache:
         """
         self._generation += 1
         self._listings.pop(posixpath.dirname(path), None)
+        self.on_change(path)
         if subtree:
             for cache in (self._stats, self._listings):
                 _purge(cache, path)
@@ -125,21 +155,33 @@ class MetaCache:
 
     def attrs(self, path: str) -> ObjectAttrs | None | _Unknown:
         """What is known of ``path``: its attributes, None (known absent) or UNKNOWN."""
-        known = self._stats.get(path, UNKNOWN)
-        if known is UNKNOWN:
+        known = self._stats.get(path)
+        if known is None:
             self.misses["stat"] += 1
-        else:
-            self.hits["stat"] += 1
-        if self._expire_from_use and known is not UNKNOWN:
-            _keep(self._stats, path, known)  # a TTLCache entry set again starts a new TTL
-        return known
+            return UNKNOWN
+        self.hits["stat"] += 1
+        if self._expire_from_use:
+            self._keep_attrs(path, known[0])  # a TTLCache entry set again starts a new TTL
+        return known[0]
+
+    def seconds_left(self, path: str) -> float:
+        """How long ``path``'s cached attributes stay valid (0: not cached): how long the
+        kernel may keep them without showing more than this cache would."""
+        known = self._stats.get(path)
+        return max(0.0, known[1] - time.monotonic()) if known is not None else 0.0
 
     def learned(self, path: str, attrs: ObjectAttrs | None) -> None:
         """What the bucket said ``path`` is (or a metadata-only change made here)."""
+        before = self._stats.get(path)
         if attrs is None and not self._negative:
             self._stats.pop(path, None)
         else:
-            _keep(self._stats, path, attrs)
+            self._keep_attrs(path, attrs)
+        if before is not None and before[0] != attrs:
+            self.on_change(path)  # what was shown (and may still be, by the kernel) is stale
+
+    def _keep_attrs(self, path: str, attrs: ObjectAttrs | None) -> None:
+        _keep(self._stats, path, (attrs, time.monotonic() + self._stat_expire))
 
     def attrs_count(self) -> int:
         return len(self._stats)

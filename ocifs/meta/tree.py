@@ -178,14 +178,17 @@ class Tree:
 
     async def _fetch(self, path: str) -> ObjectAttrs | None:
         """Ask the store what ``path`` is: a file object, a ``dir/`` marker, or keys under it
-        (an implicit directory): s3fs's three questions, asked at once.
+        (an implicit directory): s3fs's three questions, in two requests sent at once.
 
-        The third is the first page of ``path/``'s subtree, the one a listing of ``path``
-        starts with: when ``path`` turns out to be a directory, the ``readdir`` that usually
-        follows finds it fetched (or on its way), and ``ls -l dir`` costs one round trip fewer.
-        The lookup waits for that page only when neither HEAD found an object; otherwise it
-        finishes in the background nursery, and the page is kept (``pages``) until a listing
-        uses it.  Where nothing can be kept (``listing_expire`` 0), one key is asked for.
+        One is a HEAD of the file.  The other is the first page of ``path/``'s subtree, the
+        one a listing of ``path`` starts with: keys sort by byte, so a ``dir/`` marker is the
+        page's first key, and any key at all says ``path`` is a directory.  When ``path`` turns
+        out to be one, the ``readdir`` that usually follows finds the page fetched (or on its
+        way), and ``ls -l dir`` costs one round trip fewer.  The lookup waits for the page only
+        when the HEAD found no file; otherwise it finishes in the background nursery and is
+        kept (``pages``) until a listing uses it.  Where nothing can be kept
+        (``listing_expire`` 0), one key is asked for.  A marker's own headers (s3fs's mode,
+        owner and times of the directory) cost one more HEAD, only when the page shows one.
         """
         key = self.store.key(path)
         results: dict[str, object] = {}
@@ -196,7 +199,6 @@ class Tree:
         page: SharedPage | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "file", self.store.head, key)
-            nursery.start_soon(run, "marker", self.store.head, key + "/")
             if self.compat_dir:
                 nursery.start_soon(run, "folder", self.store.head, key + FOLDER_SUFFIX)
             if self.cache.keeps_pages:
@@ -210,21 +212,34 @@ class Tree:
         file_head = results["file"]
         if file_head is not None:
             return objects.attrs_from_head(key, file_head, self.default_uid, self.default_gid)
-        marker = results["marker"]
-        if marker is not None:
-            return objects.attrs_from_head(key + "/", marker, self.default_uid, self.default_gid)
+        listed = await self._first_keys_below(key, page, results.get("children"))
+        if listed[:1] == [key + "/"]:
+            marker = await self.store.head(key + "/")
+            if marker is not None:
+                return objects.attrs_from_head(key + "/", marker, self.default_uid,
+                                               self.default_gid)
+            listed = listed[1:]  # removed meanwhile: is anything else below?
         folder = results.get("folder")
         if folder is not None:  # s3fs then treats it as ``dir/`` with that object's headers
             return objects.attrs_from_head(key + "/", folder, self.default_uid, self.default_gid)
-        if page is not None:
-            below, _ = await page.wait()
-            has_children = bool(below)
-        else:
-            contents, prefixes = results["children"]  # type: ignore[misc]
-            has_children = bool(contents or prefixes)
-        if has_children:
+        if listed:
             return objects.implicit_dir_attrs(self.default_uid, self.default_gid, self.mount_time_ns)
         return None
+
+    async def _first_keys_below(self, key: str, page: SharedPage | None,
+                                children: object) -> list[str]:
+        """The first keys (or common prefixes) under ``key/``: from the lookup's page, or its
+        one-key listing; a page that failed in the background is asked for as one key (the
+        listing to come asks for its page again)."""
+        if page is not None:
+            try:
+                below, _ = await page.wait()
+                return [obj["Key"] for obj in below[:2]]
+            except StoreError as exc:
+                log.debug("subtree page of %r failed (%s): asking for one key", key, exc)
+                children = await self.store.list_dir(key + "/", 1)
+        contents, prefixes = children  # type: ignore[misc]
+        return [obj["Key"] for obj in contents] + prefixes
 
     async def _fill_page(self, path: str, page: SharedPage) -> None:
         try:
@@ -269,6 +284,7 @@ class Tree:
             objects.with_headers_of(attrs, full)
             if path not in self._pending:
                 self.remember(path, dataclasses.replace(attrs))
+            self.cache.on_change(path)  # what was shown came from the listing
         return attrs
 
     async def listdir(self, path: str) -> list[tuple[str, ObjectAttrs]]:
@@ -281,7 +297,7 @@ class Tree:
         """
         prefix = self._dir_prefix(path)
         generation = self.cache.generation
-        contents, prefixes = await self._listing(path)
+        listing = contents, prefixes = await self._listing(path)
         # A change made here while the listing was asked for: show it, but cache nothing
         # from a listing that may predate it.
         fresh = self.cache.generation == generation
@@ -315,6 +331,8 @@ class Tree:
                     for name, is_dir in to_head}
             heads = await self.store.head_many(list(keys.values()))
             fresh = self.cache.generation == generation
+            if heads:  # the listing's life starts once it is whole: `ls -l` again asks nothing
+                self.cache.keep_listing(path, listing, since=generation)
         for name, is_dir in to_head:
             key = keys.get(name, "")
             attrs = self._listed_attrs(key, heads.get(key), is_dir, files.get(name))
@@ -397,7 +415,7 @@ class Tree:
         else:
             key = self.store.key(path)
             await self.multipart.copy(key, key, objects.metadata_for(attrs),
-                                  objects.content_type_for(path, attrs))
+                                      objects.content_type_for(path, attrs), size=attrs.size)
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.remember(path, attrs)
 
@@ -497,7 +515,7 @@ class Tree:
         else:
             src, dst = self.store.key(old), self.store.key(new)
             await self.multipart.copy(src, dst, objects.metadata_for(attrs),
-                                  objects.content_type_for(new, attrs))
+                                      objects.content_type_for(new, attrs), size=attrs.size)
             await self.store.delete(src)
             attrs.etag = None  # a copy may have another ETag (multipart sources do)
         self.cache.changed(old, None, subtree=True)

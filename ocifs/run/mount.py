@@ -33,7 +33,7 @@ from ocifs.data.openfiles import OpenFiles, StagingLimits
 from ocifs.data.readahead import keep_read_ahead
 from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
 from ocifs.meta import objects
-from ocifs.meta.cache import MetaCache
+from ocifs.meta.cache import LISTING_EXPIRE_MAX, MetaCache
 from ocifs.meta.inodes import InodeTable
 from ocifs.meta.tree import Tree
 from ocifs.procfs import is_zombie, stat_fields
@@ -266,10 +266,6 @@ def _root_attrs(options: MountOptions) -> objects.ObjectAttrs:
                                mtime_ns=now, ctime_ns=now, atime_ns=now)
 
 
-def _given_or(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
 def fuse_options(spec: MountSpec) -> set[str]:
     opts = spec.options
     result = set(pyfuse3.default_options)
@@ -317,7 +313,7 @@ def _meta_cache(opts: MountOptions) -> MetaCache:
     from_use = opts.stat_cache_interval_expire is not None
     expire = opts.stat_cache_interval_expire if from_use else opts.stat_cache_expire
     return MetaCache(stat_expire=expire, max_stats=opts.max_stat_cache_size,
-                     listing_expire=kernel_timeout(expire), expire_from_use=from_use,
+                     listing_expire=min(expire, LISTING_EXPIRE_MAX), expire_from_use=from_use,
                      negative=opts.enable_negative_cache and not opts.disable_negative_cache)
 
 
@@ -344,8 +340,8 @@ class Mount:
                          background=self.background, control_chars_refused=spec.oci_rules,
                          touch_parents=opts.update_parent_dir_stat, compat_dir=opts.compat_dir)
         view = AttrView(root=_root_attrs(opts), uid=opts.uid, gid=opts.gid, umask=opts.umask,
-                        timeout=_given_or(opts.entry_timeout, kernel_timeout(opts.stat_cache_expire)),
-                        attr_timeout=opts.attr_timeout,
+                        timeout=kernel_timeout(opts.stat_cache_expire),
+                        entry_timeout=opts.entry_timeout, attr_timeout=opts.attr_timeout,
                         capacity=parse_size("bucket_size", opts.bucket_size) if opts.bucket_size else None)
         limits = StagingLimits(
             directory=opts.use_cache or opts.tmpdir,
@@ -422,6 +418,7 @@ class Mount:
                     self.begin_stop(self._pending_stop)
                 nursery.start_soon(self._watch_signals)
                 nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
+                nursery.start_soon(self.operations.invalidations.run)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             self.operations.files.stop_reads()  # background fills of cache files end here

@@ -97,17 +97,27 @@ class Multipart:
 
     # -- server-side copies -----------------------------------------------------------------
 
-    async def copy(self, src: str, dst: str, metadata: dict[str, str], content_type: str) -> None:
+    async def copy(self, src: str, dst: str, metadata: dict[str, str], content_type: str,
+                   size: int | None = None) -> None:
         """Server-side copy with new metadata; multipart copy above ``singlepart_copy_limit``.
 
         The source's size is asked first (the caller's may be stale: a copy planned from it
-        would be cut short).
+        would be cut short), unless the caller's ``size`` says one CopyObject will do: that
+        copies the whole source whatever its size, up to 5 GiB; a source grown past that
+        is refused by the store, and then its size is asked.
         """
+        config = self.store.copy_config
+        if size is not None and size <= min(config.multipart_threshold, MAX_SINGLE_COPY):
+            try:
+                await self.store.copy_object(src, dst, metadata, content_type)
+                return
+            except StoreError as exc:
+                if exc.code not in ("InvalidRequest", "EntityTooLarge"):
+                    raise
         head = await self.store.head(src)
         if head is None:
             raise StoreError(errno.ENOENT, f"COPY {src} -> {dst}: no such object", "NoSuchKey")
         size = head["ContentLength"]
-        config = self.store.copy_config
         if size <= min(config.multipart_threshold, MAX_SINGLE_COPY):
             await self.store.copy_object(src, dst, metadata, content_type)
             return
