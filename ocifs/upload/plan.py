@@ -198,9 +198,9 @@ def _grid(start: int, end: int, first: int, size: int, base: int, changed: ByteR
         number += 1
 
 
-def uploaded_bytes(plan: list[Part]) -> int:
-    """Bytes the plan sends from the staged file."""
-    return sum(p.length for p in plan if not p.copy and not p.held)
+def uploaded_bytes(plan: list[Part], held: bool = True) -> int:
+    """Bytes the plan sends from the staged file (``held``: counting those already sent)."""
+    return sum(p.length for p in plan if not p.copy and (held or not p.held))
 
 
 def copied_bytes(plan: list[Part]) -> int:
