@@ -347,6 +347,7 @@ class Mount:
         inodes = InodeTable()
         files = OpenFiles(self.tree, inodes, self.store, self.multipart, limits, self.cache,
                           self.background)
+        files.uploader.copy_parts = not (opts.nomixupload or opts.nocopyapi)
         self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr)
         self.stopping = False
         self.giving_up = False  # second signal or stop_timeout: unmounting without the uploads
