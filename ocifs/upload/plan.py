@@ -10,8 +10,10 @@ but the last at least 5 MiB), re-sending as few unchanged bytes as those limits 
 * unchanged runs are copied in as few parts as 5 GiB allows;
 * an unchanged run too short to be a part (< 5 MiB, unless it is the last one) is sent with
   its neighbours; a changed run too short grows to 5 MiB into the unchanged bytes beside it,
-  from the side with more to spare (a copy then stays one part), or swallows the shorter
-  neighbour when neither can spare enough.
+  or swallows a neighbour: which copies to keep and how much each gives is chosen to send the
+  fewest bytes (exactly, by dynamic programming over the copies, up to ``EXACT_COPIES`` of
+  them in a span; beyond, greedily: grow from the side with more to spare, else swallow the
+  shorter neighbour).
 
 So an append to an object of at least 5 MiB is one copy of the old object and the new bytes
 as the last part, whatever their size; a 4 KiB overwrite in the middle is one 5 MiB upload
@@ -102,7 +104,104 @@ def _runs(start: int, end: int, base: int, changed: ByteRanges, is_tail: bool) -
         offset = max(offset, run_end)
     runs = _merge([_Run(r.start, r.end, False) if r.copy and _too_short(r, runs, is_tail) else r
                    for r in runs])
+    if sum(r.copy for r in runs) <= EXACT_COPIES:
+        return _fewest_bytes(runs, start, end, is_tail)
     return _grow_uploads(runs, is_tail)
+
+
+EXACT_COPIES = 64  # up to this many copy runs the plan is exact; beyond, greedy
+
+
+@dataclasses.dataclass
+class _Choice:
+    """A way to plan up to a kept copy: ``cost`` bytes uploaded so far, ``spare`` bytes the
+    copy can still give the upload after it; ``gave_left`` what it gave the upload before it,
+    ``prior_gave`` what the previous kept copy gave that upload."""
+
+    cost: int
+    spare: int
+    copy: int | None  # index in runs (None: the start)
+    prior: "_Choice | None" = None
+    gave_left: int = 0
+    prior_gave: int = 0
+
+
+def _fewest_bytes(runs: list[_Run], start: int, end: int, is_tail: bool) -> list[_Run]:
+    """Which copies to keep and how much of them to send, so that the fewest bytes are uploaded.
+
+    Every copy kept is a part of at least 5 MiB (the object's last may be shorter); the
+    uploads between kept copies are sent whole, each grown to 5 MiB from the copy before it
+    first (the one after keeps more for the next).  Choices dominated in both bytes sent and
+    spare left are dropped."""
+    copies = [i for i, r in enumerate(runs) if r.copy]
+    last = len(runs) - 1
+
+    def spare(i: int) -> int:
+        return runs[i].length - (1 if is_tail and i == last else MIN_PART)
+
+    def offset_after(choice: _Choice) -> int:
+        return start if choice.copy is None else runs[choice.copy].end
+
+    frontier: dict[int | None, list[_Choice]] = {None: [_Choice(0, 0, None)]}
+    best_end: _Choice | None = None
+    for j in copies + [None]:  # None: the end of the span
+        options = []
+        for key, choices in list(frontier.items()):
+            for choice in choices:
+                gap_start = offset_after(choice)
+                gap_end = end if j is None else runs[j].start
+                if gap_end < gap_start or (j is not None and gap_end == gap_start
+                                           and choice.copy is not None):
+                    continue
+                length = gap_end - gap_start
+                final_upload = j is None and is_tail
+                need = 0 if length == 0 or final_upload else max(0, MIN_PART - length)
+                from_prior = min(need, choice.spare)
+                from_next = need - from_prior
+                if j is None:
+                    if from_next:
+                        continue
+                    options.append(_Choice(choice.cost + length + need, 0, None, choice, 0,
+                                           from_prior))
+                elif from_next <= spare(j):
+                    options.append(_Choice(choice.cost + length + need, spare(j) - from_next,
+                                           j, choice, from_next, from_prior))
+        if j is None:
+            best_end = min(options, key=lambda c: c.cost)
+        else:
+            frontier[j] = _pareto(options)
+    assert best_end is not None
+    return _build(runs, start, end, best_end)
+
+
+def _pareto(options: list[_Choice]) -> list[_Choice]:
+    kept: list[_Choice] = []
+    for option in sorted(options, key=lambda c: (c.cost, -c.spare)):
+        if not kept or option.spare > kept[-1].spare:
+            kept.append(option)
+    return kept
+
+
+def _build(runs: list[_Run], start: int, end: int, final: _Choice) -> list[_Run]:
+    """The runs of the chosen plan: kept copies trimmed by what they gave, uploads between."""
+    kept: list[tuple[int, int]] = []  # (copy start, copy end) after trimming, right to left
+    choice, gave_right = final, final.prior_gave
+    choice = final.prior
+    while choice is not None and choice.copy is not None:
+        run = runs[choice.copy]
+        kept.append((run.start + choice.gave_left, run.end - gave_right))
+        gave_right = choice.prior_gave
+        choice = choice.prior
+    result: list[_Run] = []
+    offset = start
+    for copy_start, copy_end in reversed(kept):
+        if copy_start > offset:
+            result.append(_Run(offset, copy_start, False))
+        result.append(_Run(copy_start, copy_end, True))
+        offset = copy_end
+    if end > offset:
+        result.append(_Run(offset, end, False))
+    return result
 
 
 def _too_short(run: _Run, runs: list[_Run], is_tail: bool) -> bool:
