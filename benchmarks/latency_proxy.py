@@ -35,6 +35,7 @@ class LatencyProxy:
         self.listen_port = int(listen_port)
         self.port: int | None = None
         self.connections = 0
+        self.upstream_bytes = 0  # bytes clients sent (requests, headers included)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -131,15 +132,17 @@ class LatencyProxy:
             except OSError:
                 c_writer.close()
                 return
-            up = self._spawn(self._pipe(c_reader, s_writer))
+            up = self._spawn(self._pipe(c_reader, s_writer, count=True))
             down = self._spawn(self._pipe(s_reader, c_writer))
             await asyncio.gather(up, down, return_exceptions=True)
         finally:
             with contextlib.suppress(Exception):
                 c_writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Copy reader → writer, each chunk delivered ``delay`` after it arrived."""
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    count: bool = False) -> None:
+        """Copy reader → writer, each chunk delivered ``delay`` after it arrived (``count``:
+        added to ``upstream_bytes``)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def deliver() -> None:
@@ -174,6 +177,8 @@ class LatencyProxy:
                 except (ConnectionError, OSError):
                     data = b""
                 queue.put_nowait((time.monotonic() + self.delay, data))
+                if count:
+                    self.upstream_bytes += len(data)
                 if not data:
                     break
                 # Back-pressure: do not buffer more than a few MiB ahead of the delay line.

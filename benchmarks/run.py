@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="find: fanout^3 directories, fanout files in each leaf (default 5: 780 entries)")
     g.add_argument("--redis-size", type=parse_size, default=parse_size("1GiB"),
                    help="Redis dataset; dump.rdb is about this big (default 1GiB)")
+    g.add_argument("--aof-sizes", type=lambda v: tuple(parse_size(x) for x in v.split(",")),
+                   default=(2_000_000, 64_000_000),
+                   help="sizes of the AOF incr file the aof workload appends to (default 2MB,64MB)")
+    g.add_argument("--aof-seconds", type=int, default=20,
+                   help="seconds of appends and fsyncs per size in the aof workload (default 20)")
     g.add_argument("--rand-ops", type=int, default=2000, help="random 4 KiB reads (at most)")
     g.add_argument("--rand-seconds", type=float, default=20.0, help="... or for this long")
     g.add_argument("--timeout", type=float, default=1800.0,
@@ -194,6 +199,7 @@ def run_suite(args: argparse.Namespace) -> Path:
                     small_size=args.small_size, rand_ops=args.rand_ops,
                     rand_seconds=args.rand_seconds, tree_fanout=args.tree_fanout,
                     redis_size=args.redis_size, timeout=args.timeout,
+                    aof_sizes=args.aof_sizes, aof_seconds=args.aof_seconds,
                     drop_caches=not args.no_drop_caches, fresh_mounts=not args.keep_mounted)
     if params.drop_caches and os.geteuid() != 0:
         params.drop_caches = False
@@ -275,7 +281,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
                 run_id: str, notes: list[str], server_pid: int | None = None) -> dict:
     proxy = None
     endpoint = direct
-    if latency > 0:
+    if latency > 0 or "aof" in args.workloads:  # aof counts the bytes sent, even at 0 ms
         u = urlparse(direct.url)
         proxy = LatencyProxy(u.hostname or "127.0.0.1", u.port or 80, latency).start()
         endpoint = Endpoint(proxy.url, direct.access_key, direct.secret_key, direct.region)
@@ -302,7 +308,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             scratch = workdir / "scratch"
             scratch.mkdir(parents=True, exist_ok=True)
             ctxs[name] = Ctx(target, checker, params, pattern, scratch, pattern_file,
-                             server_pid=server_pid)
+                             server_pid=server_pid, proxy=proxy)
         # Objects that workloads only read are made before any mount (not timed).
         for name, ctx in ctxs.items():
             runs = set(ONLY_WORKLOADS.get(name, args.workloads)) & set(args.workloads)
@@ -316,6 +322,8 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
                 for name in order:
                     if name in ONLY_WORKLOADS and wl not in ONLY_WORKLOADS[name]:
                         continue
+                    if wl == "aof" and not ctxs[name].target.mounted_kind:
+                        continue  # appends to a file system: nothing to count without one
                     if wl == "big_write" and (name not in args.big_targets or (
                             args.big_latency_ms is not None and latency not in args.big_latency_ms)):
                         continue

@@ -250,6 +250,9 @@ class Params:
     rand_seconds: float = 20.0      # ... or this long, whichever comes first
     tree_fanout: int = 5            # find: fanout^3 directories of fanout files
     redis_size: int = 1024 * MiB    # the Redis dataset (rdbcompression no: dump.rdb ≈ this)
+    aof_sizes: tuple = (2 * MB, 64 * MB)  # the AOF's incr file when the appends start
+    aof_seconds: int = 20           # seconds of appends (one fsync each)
+    aof_rate: int = 267_000         # bytes appended per second (Redis, 2,000 SETs/s)
     timeout: float = 1800.0         # waiting for data to become durable in the bucket
     drop_caches: bool = True
     fresh_mounts: bool = True       # False: keep each target mounted (smoke tests only)
@@ -270,6 +273,7 @@ class Ctx:
     server_pid: int | None = None    # the local S3 server, whose CPU time is counted too
     cpu: list[dict] = field(default_factory=list)  # CPU seconds of each measured window
     _cpu_mark: dict = field(default_factory=dict)
+    proxy: Any = None                # the latency proxy in front of the store (counts bytes)
 
     @property
     def name(self) -> str:
@@ -933,7 +937,69 @@ def redis(ctx: Ctx) -> dict:
                       f"{count} and {len(sample)} sampled values are identical"}
 
 
+AOF_WRITES = 100  # writes per second of appends, as Redis's event loop batches them
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def aof(ctx: Ctx) -> dict:
+    """Redis's AOF with appendfsync everysec, as the filesystem sees it: an incr file of each
+    of ``aof_sizes`` is appended ``aof_rate`` bytes a second (in ``AOF_WRITES`` writes) and
+    fsynced once a second.  Measured: bytes the client sent to the store per byte appended
+    (requests at the proxy, headers included) and the fsync latency percentiles."""
+    c, p = ctx.checker, ctx.params
+    if ctx.proxy is None or not ctx.target.mounted_kind:
+        raise RuntimeError("aof needs a mounted target behind the counting proxy")
+    metrics: dict[str, Any] = {}
+    verified = True
+    chunk = p.aof_rate // AOF_WRITES
+    for size in p.aof_sizes:
+        label = f"{size // MB}MB"
+        key = f"aof/incr-{label}.aof"
+        c.delete_prefix("aof/")
+        digest = hashlib.sha256()
+        with fresh_mount(ctx) as root:
+            path = root / key
+            path.parent.mkdir(exist_ok=True)
+            start = os.urandom(size)
+            path.write_bytes(start)  # uploaded at close: the incr file so far
+            digest.update(start)
+            wait_until(lambda: c.size(key) == size, p.timeout, f"{key} in the bucket")
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            latencies = []
+            try:
+                measure_rss(ctx)
+                sent0 = ctx.proxy.upstream_bytes
+                for _ in range(p.aof_seconds):
+                    second = time.monotonic()
+                    for _ in range(AOF_WRITES):
+                        data = os.urandom(chunk)
+                        os.write(fd, data)
+                        digest.update(data)
+                    t0 = time.monotonic()
+                    os.fsync(fd)
+                    latencies.append(time.monotonic() - t0)
+                    time.sleep(max(0.0, 1.0 - (time.monotonic() - second)))
+                sent = ctx.proxy.upstream_bytes - sent0
+                metrics[f"rss_MiB_{label}"] = peak_rss(ctx)
+            finally:
+                os.close(fd)
+        appended = chunk * AOF_WRITES * p.aof_seconds
+        wait_until(lambda: c.size(key) == size + appended, p.timeout, f"{key} in the bucket")
+        metrics[f"amplification_{label}"] = round(sent / appended, 3)
+        metrics[f"fsync_p50_ms_{label}"] = round(_percentile(latencies, 0.5) * 1000, 1)
+        metrics[f"fsync_p99_ms_{label}"] = round(_percentile(latencies, 0.99) * 1000, 1)
+        verified = verified and c.sha256(key)[0] == digest.hexdigest()
+    c.delete_prefix("aof/")
+    return {"metrics": metrics, "verified": verified,
+            "checks": "each incr file in the bucket has the sha256 of everything appended"}
+
+
 WORKLOADS: dict[str, Callable[[Ctx], dict]] = {
+    "aof": aof,
     "seq_write": seq_write,
     "seq_read": seq_read,
     "rand_read": rand_read,
@@ -964,6 +1030,10 @@ METRICS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("redis", "reload_s"): ("Redis restart, load dump.rdb from the mount", "s", "lower"),
     ("big_write", "write_MBps"): ("big sequential write, until close()", "MB/s", "higher"),
     ("big_write", "durable_MBps"): ("big sequential write, until durable", "MB/s", "higher"),
+    ("aof", "amplification_2MB"): ("AOF everysec, 2 MB incr: bytes sent per byte appended", "×", "lower"),
+    ("aof", "amplification_64MB"): ("AOF everysec, 64 MB incr: bytes sent per byte appended", "×", "lower"),
+    ("aof", "fsync_p99_ms_2MB"): ("AOF everysec, 2 MB incr: fsync p99", "ms", "lower"),
+    ("aof", "fsync_p99_ms_64MB"): ("AOF everysec, 64 MB incr: fsync p99", "ms", "lower"),
 }
 
 RSS_METRICS: dict[tuple[str, str], str] = {
@@ -977,4 +1047,5 @@ RSS_METRICS: dict[tuple[str, str], str] = {
     ("redis", "rss_save_MiB"): "Redis BGSAVE",
     ("redis", "rss_load_MiB"): "Redis reload",
     ("big_write", "rss_MiB"): "big write",
+    ("aof", "rss_MiB_64MB"): "AOF appends, 64 MB incr",
 }

@@ -127,7 +127,8 @@ class _FaultHandler(_Handler):
     def _proxy_request(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[assignment]
         op, key = operation(self.command, self.path, self.headers)
-        rule = proxy.take(op, self.command, key)
+        length = self.headers.get("x-amz-decoded-content-length") or self.headers.get("Content-Length")
+        rule = proxy.take(op, self.command, key, int(length or 0))
         self.fault = rule
         if rule is None or rule.action == "delay":
             if rule is not None:
@@ -211,6 +212,7 @@ class FaultProxy:
         self.port = 0
         self.rules: list[Rule] = []
         self.requests: list[tuple[str, str, str, str]] = []
+        self.lengths: list[int] = []  # the body bytes of each logged request
         self.released = threading.Event()
         self._next_id = 1
         self._lock = threading.Lock()
@@ -248,7 +250,7 @@ class FaultProxy:
         log.info("rule %d: %s", rule.id, rule)
         return rule.id
 
-    def take(self, op: str, method: str, key: str) -> Rule | None:
+    def take(self, op: str, method: str, key: str, length: int = 0) -> Rule | None:
         """The rule that takes this request (counted), or None to forward it."""
         with self._lock:
             taken = None
@@ -263,6 +265,7 @@ class FaultProxy:
                 break
             if len(self.requests) < LOG_LIMIT:
                 self.requests.append((op, method, key, taken.action if taken else "pass"))
+                self.lengths.append(length)
         if taken is not None:
             log.info("rule %d (%s) takes %s %s", taken.id, taken.action, op, key)
         return taken
@@ -272,6 +275,7 @@ class FaultProxy:
         with self._lock:
             self.rules.clear()
             self.requests.clear()
+            self.lengths.clear()
         self.release()
 
     def release(self) -> None:
@@ -285,7 +289,8 @@ class FaultProxy:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"rules": [dataclasses.asdict(r) for r in self.rules],
-                    "requests": list(self.requests), "down": self._server is None}
+                    "requests": list(self.requests),
+                    "lengths": list(self.lengths), "down": self._server is None}
 
     # -- up and down ------------------------------------------------------------------------
 
@@ -461,6 +466,11 @@ class FaultProxyProcess:
     def requests(self, op: str | None = None) -> list[tuple[str, str, str, str]]:
         """The requests seen since the last :meth:`clear`: ``(op, method, key, action)``."""
         return [tuple(r) for r in self.stats()["requests"] if op is None or r[0] == op]
+
+    def sent(self) -> list[tuple[str, str, int]]:
+        """``(op, key, body bytes)`` of each request since the last :meth:`clear`."""
+        stats = self.stats()
+        return [(r[0], r[2], n) for r, n in zip(stats["requests"], stats["lengths"])]
 
     def __enter__(self) -> "FaultProxyProcess":
         return self.start()

@@ -82,7 +82,7 @@ def free_port() -> int:
 class RedisProcess:
     """``redis-server`` in the foreground with its data directory on a mount."""
 
-    def __init__(self, binary: str, directory: Path, logfile: Path) -> None:
+    def __init__(self, binary: str, directory: Path, logfile: Path, extra: tuple = ()) -> None:
         self.port = free_port()
         self.logfile = logfile
         self.directory = directory
@@ -90,7 +90,8 @@ class RedisProcess:
             self.process = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
                  "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-                 "--daemonize", "no", "--logfile", "", "--enable-debug-command", "local"],
+                 "--daemonize", "no", "--logfile", "", "--enable-debug-command", "local",
+                 *extra],  # later arguments win (e.g. --appendonly yes)
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.client = self._connect()
 
@@ -139,8 +140,8 @@ def start_redis(tmp_path, request):
     binary = require_tool("redis-server")
     started: list[RedisProcess] = []
 
-    def start(directory: Path) -> RedisProcess:
-        redis = RedisProcess(binary, directory, tmp_path / f"redis-{len(started)}.log")
+    def start(directory: Path, *extra: str) -> RedisProcess:
+        redis = RedisProcess(binary, directory, tmp_path / f"redis-{len(started)}.log", extra)
         started.append(redis)
         return redis
 

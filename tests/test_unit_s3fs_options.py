@@ -56,7 +56,7 @@ S3FS_197 = [
     ("complement_stat", WARNS),
     ("multipart_size=10", IMPLEMENTED), ("multipart_threshold=25", IMPLEMENTED),
     ("multipart_copy_size=512", IMPLEMENTED), ("singlepart_copy_limit=512", IMPLEMENTED),
-    ("nomultipart", IMPLEMENTED), ("nomixupload", WARNS), ("nocopyapi", WARNS),
+    ("nomultipart", IMPLEMENTED), ("nomixupload", IMPLEMENTED), ("nocopyapi", IMPLEMENTED),
     ("norenameapi", WARNS), ("streamupload", WARNS), ("max_dirty_data=5120", IMPLEMENTED),
     ("max_thread_count=10", IMPLEMENTED), ("parallel_count=5", IMPLEMENTED),
     ("multireq_max=20", WARNS),

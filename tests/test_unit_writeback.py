@@ -181,3 +181,30 @@ def test_dirty_file_forgotten_by_the_kernel_is_uploaded_at_unmount(client, store
 
     trio.run(main)
     assert client.get_object(Bucket=BUCKET, Key="f.txt")["Body"].read() == b"kept"
+
+
+def test_each_finish_of_a_growing_file_copies_what_the_previous_one_stored(client, store):
+    """An AOF's pattern: append, finish, append, finish.  Every version is the stored prefix
+    copied server-side plus the new bytes as the last part (two parts), never a grid part."""
+    data = bytearray(os.urandom(6 * MiB))
+    client.put_object(Bucket=BUCKET, Key="a.aof", Body=bytes(data))
+    seen = []
+
+    async def main():
+        uploader = Uploader.for_store(store, Multipart(store, UploadJournal.in_memory()))
+        with tempfile.TemporaryFile() as staged:
+            os.pwrite(staged.fileno(), bytes(data), 0)
+            wb = FileWriteback(uploader, staged.fileno(), len(data))
+            for _ in range(3):
+                more = os.urandom(100_000)
+                os.pwrite(staged.fileno(), more, len(data))
+                wb.changed(len(data), len(data) + len(more))
+                data.extend(more)
+                await wb.finish(len(data), target("a.aof"))
+                assert not wb.changes and wb.base_size == len(data)
+                seen.append((parts_count(client, "a.aof"),
+                             client.get_object(Bucket=BUCKET, Key="a.aof")["Body"].read() == data))
+
+    trio.run(main)
+    assert seen == [(2, True)] * 3
+    assert uploads(client) == []

@@ -107,13 +107,13 @@ class OpenFiles:
 
     def __init__(self, tree: Tree, inodes: InodeTable, store: ObjectStore, multipart: Multipart,
                  limits: StagingLimits = StagingLimits(), cache: DataCache | None = None,
-                 background: Background | None = None) -> None:
+                 background: Background | None = None, copy_parts: bool = True) -> None:
         self.tree = tree
         self.inodes = inodes
         self.store = store
         self.limits = limits
         background = background or Background()
-        self.uploader = Uploader.for_store(store, multipart, background)
+        self.uploader = Uploader.for_store(store, multipart, background, copy_parts)
         self.prefetcher = Prefetcher(store, cache=cache, background=background)
         self.by_inode: dict[int, OpenFile] = {}
         self.handles: dict[int, Handle] = {}
@@ -317,6 +317,7 @@ class OpenFiles:
             staged = await self._stage(file, file.attrs.size)
             writeback = file.writeback
             assert writeback is not None
+            await writeback.wait_sealed(file.lock, offset)  # appends never wait for an upload
             await self._raise_failure(file, writeback)
             self._check_free_space(staged, len(data))
             written = os.pwrite(staged.fileno(), data, offset)
@@ -372,6 +373,7 @@ class OpenFiles:
             staged = await self._stage(file, size)
             assert file.writeback is not None
             if size < file.attrs.size:
+                await file.writeback.wait_sealed(file.lock, size)
                 # A part being sent reads the staged file: cut under it, its request body
                 # would end short of its length and hang until it timed out (each retry too).
                 await file.writeback.wait_in_flight()
@@ -388,6 +390,8 @@ class OpenFiles:
         returns once the data is durable in the bucket."""
         async with file.lock:
             writeback = file.writeback
+            if writeback is not None:  # an earlier fsync still sending: it goes first
+                await writeback.wait_sealed(file.lock)
             if not file.dirty or file.staged is None or writeback is None:
                 return
             if self.inodes.is_unlinked(file.inode):
@@ -396,20 +400,22 @@ class OpenFiles:
                 return
             path = self.inodes.path(file.inode)
             target = self._target(file)
+            size = file.attrs.size
             try:
                 writeback.check()
-                stored = await writeback.finish(file.attrs.size, target)
+                # The lock is released while the requests are made: appends go on meanwhile.
+                stored = await writeback.finish(size, target, file.lock)
             except StoreError as exc:
                 await writeback.fail(path, exc)
                 raise
-            file.dirty = False
-            file.dirty_bytes = 0
+            file.dirty = bool(writeback.changes)  # appended while the upload was sent
+            file.dirty_bytes = writeback.changes.total()
             file.attrs.etag = None
-            self.tree.pending_uploaded(path, file.attrs)
+            self.tree.pending_uploaded(path, dataclasses.replace(file.attrs, size=size))
             if stored != target.metadata:
                 await self._store_late_metadata(file, path, stored, target.metadata)
-            self.tree.remember(path, dataclasses.replace(file.attrs))
-            log.info("uploaded %s (%d bytes)", path, file.attrs.size)
+            self.tree.remember(path, dataclasses.replace(file.attrs, size=size))
+            log.info("uploaded %s (%d bytes)", path, size)
 
     async def _store_late_metadata(self, file: OpenFile, path: str, stored: dict[str, str],
                                    wanted: dict[str, str]) -> None:

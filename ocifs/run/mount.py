@@ -350,7 +350,7 @@ class Mount:
         self.cache = _data_cache(opts, self.journal.tag)
         inodes = InodeTable()
         files = OpenFiles(self.tree, inodes, self.store, self.multipart, limits, self.cache,
-                          self.background)
+                          self.background, copy_parts=not (opts.nomixupload or opts.nocopyapi))
         self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr,
                                      direct_io=opts.direct_io)
         try:

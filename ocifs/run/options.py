@@ -32,12 +32,10 @@ NO_EFFECT = {
     "sigv2": "ocifs always signs with SigV4",
     "sigv4": "ocifs always signs with SigV4",
     "default_acl": "ACLs are not sent (OCI has none)",
-    "nomixupload": "ocifs always copies unchanged ranges of an object server-side",
     "enable_content_md5": "uploads are not checksummed beyond what the store requires",
     "enable_noobj_cache": "the negative cache is always on",
     "notsup_compat_dir": "ocifs does not use _$folder$ objects",
     "complement_stat": "ocifs always fills in missing attributes",
-    "nocopyapi": "ocifs always uses server-side copies",
     "norenameapi": "ocifs always renames with server-side copies",
     "streamupload": "ocifs always uploads big sequential writes while they are written",
     "multireq_max": "folded into max_thread_count (as in s3fs 1.96)",
@@ -161,6 +159,11 @@ class MountOptions:
         "part size in MiB of multipart copies (5..5120)", "int"))
     nomultipart: bool = dataclasses.field(default=False, metadata=_opt(
         "never use multipart uploads (single PUT, objects up to 5 GiB)", "flag"))
+    nomixupload: bool = dataclasses.field(default=False, metadata=_opt(
+        "re-upload unchanged ranges of a changed file instead of copying them (UploadPartCopy)",
+        "flag"))
+    nocopyapi: bool = dataclasses.field(default=False, metadata=_opt(
+        "as nomixupload for uploads (renames still copy server-side)", "flag"))
     max_dirty_data: int = dataclasses.field(default=5120, metadata=_opt(
         "upload a file being written once this many MiB are unsaved (-1: only at flush)", "signed"))
     use_cache: str | None = dataclasses.field(default=None, metadata=_opt(

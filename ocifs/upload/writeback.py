@@ -33,7 +33,9 @@ from ocifs.s3.errors import StoreError
 from ocifs.s3.store import Store
 from ocifs.tasks import Background
 from ocifs.upload.multipart import Multipart
-from ocifs.upload.parts import PartLayout
+from ocifs.upload.parts import MIN_PART, PartLayout
+from ocifs.upload.plan import Part, copied_bytes, plan_parts, uploaded_bytes
+from ocifs.upload.ranges import ByteRanges
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,23 @@ class Uploader:
     parallel_count: int
     multipart: Multipart
     background: Background = dataclasses.field(default_factory=Background)
+    copy_parts: bool = True  # False: nomixupload / nocopyapi, or the store refused a copy
+
+    def copy_refused(self, key: str, exc: StoreError) -> None:
+        """The store does not do UploadPartCopy: unchanged bytes are uploaded again from now
+        on (logged once per mount)."""
+        if self.copy_parts:
+            self.copy_parts = False
+            log.warning("the store refuses UploadPartCopy (%s, for %s): unchanged ranges of "
+                        "files are uploaded again from now on", exc.code or exc, key)
 
     @classmethod
-    def for_store(cls, store: Store, multipart: Multipart,
-                  background: Background | None = None) -> "Uploader":
+    def for_store(cls, store: Store, multipart: Multipart, background: Background | None = None,
+                  copy_parts: bool = True) -> "Uploader":
         config = store.upload_config
         return cls(store, PartLayout(config.multipart_chunksize), config.multipart_threshold,
-                   config.max_request_concurrency, multipart, background or Background())
+                   config.max_request_concurrency, multipart, background or Background(),
+                   copy_parts)
 
 
 @dataclasses.dataclass
@@ -83,9 +95,11 @@ class FileWriteback:
     * ``done``: part -> (ETag, version) of the parts this upload already holds.
     * ``in_flight``: part -> version of the parts being sent by background tasks; a part is
       never sent twice at once.  Each holds one of ``slots`` (``parallel_count`` of them).
-    * ``base_size``/``touched``: bytes ``[0, base_size)`` of the staged file are the object now
-      under the key, except in the ``touched`` parts; untouched parts inside it are copied
-      server-side instead of being uploaded.
+    * ``base_size``/``changes``: bytes ``[0, base_size)`` of the staged file are the object now
+      under the key, except the ``changes`` byte ranges; the rest of it is copied server-side
+      (:mod:`ocifs.upload.plan`) instead of being uploaded.
+    * ``sealed``: while a finish sends ``[0, sealed)`` without the file's lock, the size it
+      stores (None otherwise); writes below it wait for ``sealed_done``, appends go on.
     * ``stream_from``: first part a sequential writer has not yet had sent.
     * ``error``: the first failure of a background part, raised at the next write/flush.
     * ``sent_bytes``: bytes of good parts sent since the object was last stored.
@@ -104,7 +118,10 @@ class FileWriteback:
         self.in_flight: dict[int, int] = {}
         self.slots = trio.Semaphore(uploader.parallel_count)
         self.base_size = base_size
-        self.touched: set[int] = set()
+        self.changes = ByteRanges()
+        self.sealed: int | None = None
+        self.sealed_done = trio.Event()
+        self.sealed_done.set()
         self.stream_from = 1
         self.error: StoreError | None = None
         self.sent_bytes = 0
@@ -125,15 +142,16 @@ class FileWriteback:
     def changed(self, start: int, end: int) -> None:
         """Bytes ``[start, end)`` of the staged file changed (a write, or a truncate's tail)."""
         self.writes += 1
+        self.changes.add(start, end)
         for part in self.layout.parts_touching(start, end):
             self.versions[part] = self.versions.get(part, 0) + 1
-            self.touched.add(part)
 
     def truncated(self, old_size: int, new_size: int) -> None:
         """The staged file was cut or extended to ``new_size``."""
         # The parts between the two sizes changed (the one holding the new end included).
         self.changed(min(old_size, new_size), max(old_size, new_size))
         if new_size < old_size:
+            self.changes.cut(new_size)
             self.base_size = min(self.base_size, new_size)
             self.stream_from = min(self.stream_from, self.layout.part_at(new_size) if new_size else 1)
 
@@ -148,7 +166,8 @@ class FileWriteback:
 
     def _copyable(self, part: int, size: int) -> bool:
         start, end = self.layout.span(part)
-        return part not in self.touched and min(end, size) <= self.base_size
+        end = min(end, size)
+        return end <= self.base_size and not self.changes.overlaps(start, end)
 
     # -- streaming ------------------------------------------------------------------------
 
@@ -157,7 +176,8 @@ class FileWriteback:
 
         Waits (back-pressure) while ``parallel_count`` parts of this file are in flight.
         """
-        if not self.uploader.background.active or size < self.uploader.threshold:
+        if (not self.uploader.background.active or size < self.uploader.threshold
+                or self.sealed is not None):  # a finish owns the upload meanwhile
             return
         part = self.stream_from
         while True:
@@ -226,39 +246,119 @@ class FileWriteback:
 
     # -- finishing ------------------------------------------------------------------------
 
-    async def finish(self, size: int, target: Target) -> dict[str, str]:
-        """Make the object hold the staged file's ``size`` bytes; returns the metadata stored.
+    async def wait_sealed(self, lock: trio.Lock, start: int = 0) -> None:
+        """Wait (``lock`` released meanwhile) until no finish is sending bytes at or past
+        ``start``: a write there must not change a part being read."""
+        while self.sealed is not None and start < self.sealed:
+            done = self.sealed_done
+            lock.release()
+            try:
+                await done.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await lock.acquire()
 
-        The caller holds the file's lock, so no write changes the staged file meanwhile.
+    async def finish(self, size: int, target: Target,
+                     lock: trio.Lock | None = None) -> dict[str, str]:
+        """Make the object hold the staged file's first ``size`` bytes; returns the metadata
+        stored.
+
+        The caller holds the file's ``lock`` (and waited for :meth:`wait_sealed`); it is
+        released while the requests are made, so that appends go on meanwhile (they stay in
+        ``changes`` for the next finish), and taken again before this returns.
         """
         await self.wait_in_flight()
         self.check()
-        stored = target.metadata
-        if size < self.uploader.threshold or (self.upload_id is None and size <= self.layout.base):
+        if self.upload_id is not None and self.upload_key != target.key:
+            await self.abandon()  # renamed meanwhile: start again under the new key
+        plan = self._plan(size)
+        if plan is None:
             await self.abandon()
-            await self.store.put_file(target.key, self.fd, size, target.metadata, target.content_type)
+            stored = target.metadata
+            await self._sealed(lock, size, self.store.put_file(target.key, self.fd, size,
+                                                               target.metadata,
+                                                               target.content_type))
         else:
-            if self.upload_id is not None and self.upload_key != target.key:
-                await self.abandon()  # renamed meanwhile: start again under the new key
-            if self.upload_id is None:
-                await self._create(target)
-            stored = self.upload_meta
-            if self.uploader.background.active:
-                await self._send_missing(size, self.uploader.background.start_soon)
-            else:  # no mount running: the parts go up from here
-                async with trio.open_nursery() as nursery:
-                    await self._send_missing(size, nursery.start_soon)
-            self.check()
-            count = self.layout.count(size)
-            etags = {part: self.done[part][0] for part in range(1, count + 1)}
-            assert self.upload_id is not None
-            await self._complete(target.key, size, etags)
-            self.uploader.multipart.completed(self.upload_id)
-            log.info("%s: multipart upload completed (%d parts)", target.path, count)
-            self.upload_id = None
+            stored = await self._sealed(lock, size, self._multipart(size, target, plan))
         self.done.clear()
-        self.base_size, self.touched, self.stream_from, self.sent_bytes = size, set(), 1, 0
+        self.changes = ByteRanges(list(self.changes.within(size, 1 << 62)))
+        self.base_size, self.stream_from, self.sent_bytes = size, 1, 0
         return stored
+
+    def _plan(self, size: int) -> list[Part] | None:
+        """The parts of the new version, or None when one PutObject is better: under 5 MiB, or
+        under ``multipart_threshold`` with less than 5 MiB to copy and nothing streamed."""
+        if size < MIN_PART:
+            return None
+        held = {part: self.layout.span(part) for part in self.done
+                if self.upload_id is not None and self._good(part)}
+        base = self.base_size if self.uploader.copy_parts else 0
+        plan = plan_parts(size, base, self.changes, self.layout, held)
+        if size < self.uploader.threshold and not held and copied_bytes(plan) < MIN_PART:
+            return None
+        return plan
+
+    async def _sealed(self, lock: trio.Lock | None, size: int, requests):
+        """Await ``requests`` with ``[0, size)`` sealed and ``lock`` released."""
+        self.sealed, self.sealed_done = size, trio.Event()
+        if lock is not None:
+            lock.release()
+        try:
+            return await requests
+        finally:
+            if lock is not None:
+                with trio.CancelScope(shield=True):
+                    await lock.acquire()
+            self.sealed = None
+            self.sealed_done.set()
+
+    async def _multipart(self, size: int, target: Target, plan: list[Part]) -> dict[str, str]:
+        """Send the plan's parts (``parallel_count`` at once) and complete the upload."""
+        if self.upload_id is None:
+            await self._create(target)
+        upload_id, stored = self.upload_id, self.upload_meta
+        assert upload_id is not None
+        etags = {p.number: self.done[p.number][0] for p in plan if p.held}
+        async with trio.open_nursery() as nursery:
+            for part in plan:
+                if not part.held:
+                    await self.slots.acquire()
+                    nursery.start_soon(self._send_planned, part, etags)
+        self.check()
+        await self._complete(target.key, size, etags)
+        self.uploader.multipart.completed(upload_id)
+        self.upload_id = None
+        log.info("%s: multipart upload completed (%d parts, %d bytes sent, %d copied "
+                 "server-side)", target.path, len(plan), uploaded_bytes(plan),
+                 copied_bytes(plan))
+        return stored
+
+    async def _send_planned(self, part: Part, etags: dict[int, str]) -> None:
+        """Upload or copy one planned part into ``etags``; holds a slot; failures go to
+        ``error`` (raised by the caller once every part is done)."""
+        key, upload_id = self.upload_key, self.upload_id
+        assert upload_id is not None
+        try:
+            if part.copy and self.uploader.copy_parts:
+                try:
+                    etags[part.number] = await self.store.upload_part_copy(
+                        key, upload_id, part.number, key, part.start, part.length)
+                    return
+                except StoreError as exc:
+                    if exc.code in ("NotImplemented", "NotSupported"):
+                        self.uploader.copy_refused(key, exc)
+                    else:
+                        log.info("copy of part %d of %s failed (%s), uploading it instead",
+                                 part.number, key, exc)
+            etags[part.number] = await self.store.upload_part(key, upload_id, part.number,
+                                                              self.fd, part.start, part.length)
+        except StoreError as exc:
+            self.error = self.error or exc
+        except Exception as exc:  # noqa: BLE001 - a bug must fail this file, not the mount
+            log.exception("sending part %d of %s failed unexpectedly", part.number, key)
+            self.error = self.error or StoreError(errno.EIO, f"part {part.number} of {key}: {exc}")
+        finally:
+            self.slots.release()
 
     async def _complete(self, key: str, size: int, etags: dict[int, str]) -> None:
         """CompleteMultipartUpload.  When botocore repeats it because the answer to the first
@@ -277,26 +377,6 @@ class FileWriteback:
                 raise
             log.info("%s: completion repeated after a lost answer; the first one had completed "
                      "the object", key)
-
-    async def _send_missing(self, size: int, start_soon: Callable[..., None]) -> None:
-        """Send every part of a ``size``-byte file this upload does not hold yet, in parallel
-        (tasks started by ``start_soon``), and wait for them."""
-        count = self.layout.count(size)
-        copied = 0
-        for part in range(1, count + 1):
-            if self._good(part):
-                continue
-            start, end = self.layout.span(part)
-            length = min(end, size) - start
-            copy = self._copyable(part, size)
-            copied += length if copy else 0
-            self.in_flight[part] = self.versions.get(part, 0)
-            await self.slots.acquire()
-            start_soon(self._send, part, start, length, self.in_flight[part], copy)
-        await self.wait_in_flight()
-        if copied:
-            log.info("%s: %d unchanged bytes copied server-side (UploadPartCopy)",
-                     self.upload_key, copied)
 
     async def abandon(self) -> None:
         """Abort the multipart upload in progress, if any (its parts are discarded)."""
@@ -335,10 +415,8 @@ class FileWriteback:
 
     def pending_bytes(self, size: int) -> int:
         """Bytes of a ``size``-byte file not yet in the bucket nor in this upload (estimate)."""
-        count = self.layout.count(size) if size else 0
-        pending = 0
-        for part in range(1, count + 1):
-            if not self._good(part) and not self._copyable(part, size):
-                start, end = self.layout.span(part)
-                pending += min(end, size) - start
-        return pending
+        if size <= 0:
+            return 0
+        held = {p: self.layout.span(p) for p in self.done if self._good(p)}
+        base = self.base_size if self.uploader.copy_parts else 0
+        return uploaded_bytes(plan_parts(size, base, self.changes, self.layout, held), held=False)
