@@ -13,7 +13,8 @@ import pytest
 import trio
 
 from mounting import unique_bucket
-from ocifs.data.datacache import BLOCK, DataCache, RangeSet
+from ocifs.data.datacache import BLOCK, DataCache
+from ocifs.ranges import ByteRanges
 from ocifs.data.fill import FILL_RANGE, MISS
 from ocifs.data import prefetch
 from ocifs.data.prefetch import ObjectChanged, Prefetcher
@@ -25,7 +26,7 @@ MiB = 1024 * 1024
 # -- units ----------------------------------------------------------------------------------
 
 def test_rangeset_merges_and_covers():
-    ranges = RangeSet()
+    ranges = ByteRanges()
     ranges.add(10, 20)
     ranges.add(30, 40)
     assert ranges.covers(12, 18) and not ranges.covers(15, 25) and not ranges.covers(20, 30)

@@ -2,7 +2,7 @@
 
 ``s3`` (requests) < ``upload`` (multipart, write-back, journal) < ``meta`` (format, inodes,
 lookups) < ``data`` (open files, reads) < ``fuse`` (the Operations class) < ``run`` (cli,
-mount, container).  Top-level modules (errors, units, procfs, tasks) serve every layer and import
+mount, container).  Top-level modules (errors, units, procfs, tasks, ranges) serve every layer and import
 none.  ``fuse`` reaches the bucket only through meta, data and upload: it never imports s3.
 """
 
@@ -43,7 +43,7 @@ def modules() -> list[Path]:
 def test_every_module_is_in_a_layer_or_shared():
     top = {p.name for p in PACKAGE.glob("*.py")}
     assert top == {"__init__.py", "__main__.py", "errors.py", "units.py", "procfs.py",
-                   "tasks.py"}, top
+                   "tasks.py", "ranges.py"}, top
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ORDER)
 
 

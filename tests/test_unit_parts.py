@@ -54,7 +54,7 @@ from hypothesis import given, settings, strategies as st
 
 from ocifs.upload.parts import MIN_PART
 from ocifs.upload.plan import Part, copied_bytes, plan_parts, uploaded_bytes
-from ocifs.upload.ranges import ByteRanges
+from ocifs.ranges import ByteRanges
 
 LAYOUT = PartLayout(10 * MiB)
 

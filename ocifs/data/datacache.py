@@ -28,7 +28,6 @@ without being kept.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 import fcntl
@@ -40,6 +39,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from ocifs.units import MiB
+from ocifs.ranges import ByteRanges
 
 log = logging.getLogger(__name__)
 
@@ -50,39 +50,6 @@ DEFAULT_FLOOR = 1024 * MiB  # free space kept without ensure_diskfree (at most 1
 def same_etag(a: str, b: str) -> bool:
     """ETags compared without their quotes (some stores and listings drop them)."""
     return a.strip().strip('"') == b.strip().strip('"')
-
-
-class RangeSet:
-    """Disjoint, sorted, merged half-open byte ranges ``[start, end)``."""
-
-    def __init__(self, ranges: list[tuple[int, int]] | None = None) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-        for start, end in ranges or []:
-            self.add(start, end)
-
-    def add(self, start: int, end: int) -> None:
-        if start >= end:
-            return
-        i = bisect.bisect_left(self.ends, start)          # first range ending at/after start
-        j = bisect.bisect_right(self.starts, end)         # ranges starting at/before end
-        if i < j:
-            start = min(start, self.starts[i])
-            end = max(end, self.ends[j - 1])
-        self.starts[i:j] = [start]
-        self.ends[i:j] = [end]
-
-    def covers(self, start: int, end: int) -> bool:
-        if start >= end:
-            return True
-        i = bisect.bisect_right(self.starts, start) - 1
-        return i >= 0 and self.ends[i] >= end
-
-    def total(self) -> int:
-        return sum(e - s for s, e in zip(self.starts, self.ends))
-
-    def as_list(self) -> list[tuple[int, int]]:
-        return list(zip(self.starts, self.ends))
 
 
 @dataclasses.dataclass(eq=False)
@@ -97,7 +64,7 @@ class CacheEntry:
     etag: str
     size: int
     fd: int
-    ranges: RangeSet
+    ranges: ByteRanges
     users: int = 0
     stale: bool = False
     unsaved: bool = False
@@ -229,7 +196,7 @@ class DataCache:
         else:
             fd, path = tempfile.mkstemp(dir=self.temp_dir, prefix="ocifs-read-")
             os.unlink(path)
-        return CacheEntry(name, key, etag, size, fd, RangeSet())
+        return CacheEntry(name, key, etag, size, fd, ByteRanges())
 
     def _load(self, name: str) -> CacheEntry | None:
         data_path, meta_path = self._paths(name)
@@ -241,7 +208,7 @@ class DataCache:
             self._remove(name)
             return None
         entry = CacheEntry(name, meta["key"], meta["etag"], meta["size"], fd,
-                           RangeSet([tuple(r) for r in meta["ranges"]]))
+                           ByteRanges([tuple(r) for r in meta["ranges"]]))
         self.entries[name] = entry
         return entry
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 from ocifs.upload.parts import MAX_PART, MAX_PARTS, MIN_PART, PartLayout
-from ocifs.upload.ranges import ByteRanges
+from ocifs.ranges import ByteRanges
 
 
 @dataclasses.dataclass(frozen=True)

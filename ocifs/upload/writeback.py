@@ -35,7 +35,7 @@ from ocifs.tasks import Background
 from ocifs.upload.multipart import Multipart
 from ocifs.upload.parts import MIN_PART, PartLayout
 from ocifs.upload.plan import Part, copied_bytes, plan_parts, uploaded_bytes
-from ocifs.upload.ranges import ByteRanges
+from ocifs.ranges import ByteRanges
 
 log = logging.getLogger(__name__)
 

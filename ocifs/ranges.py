@@ -1,7 +1,8 @@
-"""A set of byte ranges: which bytes of a staged file changed since its object was stored.
+"""A set of byte ranges: which bytes of a staged file changed since its object was stored
+(writes add ranges, a truncate cuts them), or which bytes a cache file holds.
 
-Writes add ranges; a truncate cuts them at the new size.  Ranges are kept sorted, disjoint and
-not touching (adjacent ranges merge), so the upload planner sees each changed run once.
+Ranges are kept sorted, disjoint and not touching (adjacent ranges merge), so the upload
+planner sees each changed run once and a cache lookup is one bisection.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class ByteRanges:
                 del self.starts[index], self.ends[index]
             else:
                 self.ends[index] = size
+
+    def covers(self, start: int, end: int) -> bool:
+        """Whether every byte of ``[start, end)`` is in the set (an empty range always is)."""
+        if start >= end:
+            return True
+        index = bisect.bisect_right(self.starts, start) - 1
+        return index >= 0 and self.ends[index] >= end
+
+    def as_list(self) -> list[tuple[int, int]]:
+        return list(self)
 
     def overlaps(self, start: int, end: int) -> bool:
         """Whether any byte of ``[start, end)`` is in the set."""
