@@ -150,11 +150,12 @@ def test_random_reader_of_a_file_that_fits_is_filled_then_local(tmp_path):
             assert await stream.read(offset, 4096) == data[offset:offset + 4096]
             await trio.sleep(0.0005)  # a hit does not yield: let the fill run
         assert fill.error is None and stream.entry.ranges.covers(0, len(data))
-        before = len(store.gets)
+        before, hits = len(store.gets), cache.reads[0]
         for _ in range(300):
             offset = rng.randrange(0, len(data))
             assert await stream.read(offset, 5000) == data[offset:offset + 5000]
         assert len(store.gets) == before
+        assert cache.reads[0] - hits >= 300 and cache.reads[1] >= 1  # what status shows
         stream.close()
     run_with_prefetcher(store, body, cache=cache)
     assert all(length in (MISS, FILL_RANGE) or start + length >= len(data)

@@ -145,6 +145,26 @@ def test_dirty_bytes_go_back_to_zero_after_fsync(moto_server, mount_factory):
     assert "dirty: 0 file(s), 0 B" in status(mount).stdout
 
 
+def test_data_cache_reads_are_counted(moto_server, mount_factory):
+    """A random reader's reads, once the background fill has the bytes, are answered by the
+    cache file (each read at a new offset: the kernel's page cache answers repeats itself)."""
+    bucket = new_bucket(moto_server)
+    moto_server.client().put_object(Bucket=bucket, Key="random.bin", Body=os.urandom(3 * MiB))
+    mount = mount_factory(moto_server, bucket).mount()
+    fd = os.open(mount.mountpoint / "random.bin", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        os.pread(fd, 4096, MiB)
+        data = snapshot(mount)["caches"]["data"]
+        assert data["misses"] >= 1 and data["entries"] == 1
+        offsets = iter(range(2 * MiB, 3 * MiB, 8192))
+        assert wait_for(lambda: os.pread(fd, 4096, next(offsets))
+                        and snapshot(mount)["caches"]["data"]["hits"] >= 1, what="a cache hit")
+    finally:
+        os.close(fd)
+    assert "% hits" in status(mount).stdout.split("caches:")[1].split("\n")[0]
+
+
 def test_a_failing_store_shows_retries_and_the_last_error(faulty, mount_factory):
     bucket = new_bucket(faulty)
     mount = mount_factory(faulty, bucket, ["retries=3"]).mount()

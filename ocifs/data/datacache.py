@@ -69,6 +69,8 @@ class CacheEntry:
     stale: bool = False
     unsaved: bool = False
     filling: bool = False
+    reads: list[int] = dataclasses.field(default_factory=lambda: [0, 0])  # [answered, not]
+
 
     def missing(self) -> int:
         """Bytes of the object the cache file does not hold yet."""
@@ -76,10 +78,12 @@ class CacheEntry:
 
     def read(self, start: int, end: int) -> bytes | None:
         """Bytes ``[start, end)`` if the cache file holds them all, else None."""
-        if not self.ranges.covers(start, end):
-            return None
-        data = os.pread(self.fd, end - start, start)
-        return data if len(data) == end - start else None
+        data = os.pread(self.fd, end - start, start) if self.ranges.covers(start, end) else b""
+        if len(data) == end - start:
+            self.reads[0] += 1
+            return data
+        self.reads[1] += 1
+        return None
 
 
 class DataCache:
@@ -105,6 +109,9 @@ class DataCache:
             st = os.statvfs(where)
             min_free_bytes = min(DEFAULT_FLOOR, st.f_blocks * st.f_frsize // 10)
         self.min_free_bytes = min_free_bytes
+        # Reads of cache files answered from them and not, every entry's together (shown by
+        # ``ocifs status`` and the cache metrics as the "data" cache).
+        self.reads = [0, 0]
         self._where = where
         self.entries: collections.OrderedDict[str, CacheEntry | None] = collections.OrderedDict()
         if self.persistent:
@@ -196,7 +203,7 @@ class DataCache:
         else:
             fd, path = tempfile.mkstemp(dir=self.temp_dir, prefix="ocifs-read-")
             os.unlink(path)
-        return CacheEntry(name, key, etag, size, fd, ByteRanges())
+        return CacheEntry(name, key, etag, size, fd, ByteRanges(), reads=self.reads)
 
     def _load(self, name: str) -> CacheEntry | None:
         data_path, meta_path = self._paths(name)
@@ -208,7 +215,7 @@ class DataCache:
             self._remove(name)
             return None
         entry = CacheEntry(name, meta["key"], meta["etag"], meta["size"], fd,
-                           ByteRanges([tuple(r) for r in meta["ranges"]]))
+                           ByteRanges([tuple(r) for r in meta["ranges"]]), reads=self.reads)
         self.entries[name] = entry
         return entry
 

@@ -98,6 +98,7 @@ class MountObserver:
         cache = self.mount.tree.cache
         for name in cache.hits:
             self.stats.set_cache_counts(name, cache.hits[name], cache.misses[name])
+        self.stats.set_cache_counts("data", *self.mount.cache.reads)
         return dirty
 
     # -- the snapshot ---------------------------------------------------------------------
@@ -159,7 +160,10 @@ class MountObserver:
             result[name] = {"entries": sizes.get(name), "hits": hits, "misses": misses,
                             "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None}
         data = self.mount.cache
-        result["data"] = {"entries": len(data.entries), "bytes": data.held_bytes()}
+        hits, misses = data.reads
+        result["data"] = {"entries": len(data.entries), "bytes": data.held_bytes(), "hits": hits,
+                          "misses": misses,
+                          "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None}
         return result
 
     # -- requests on the control channel --------------------------------------------------

@@ -124,7 +124,7 @@ class MountStats:
                                  "-o watch last became durable in the bucket", ["path"],
                                  registry=reg)
         self.in_flight.set_function(lambda: len(self.uploads))
-        for cache in ("stat", "listing"):  # shown from the start, at 0
+        for cache in ("stat", "listing", "data"):  # shown from the start, at 0
             self.cache_hits.labels(cache)
             self.cache_misses.labels(cache)
         self._lock = threading.Lock()

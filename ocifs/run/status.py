@@ -211,7 +211,9 @@ def render(s: dict) -> str:
             parts.append(f"{name} {c['entries']} entries, {rate}")
     data = caches.get("data")
     if data:
-        parts.append(f"data {data['entries']} file(s), {_size(data['bytes'])}")
+        rate = data.get("hit_rate")
+        shown = f"{100 * rate:.0f}% hits" if rate is not None else "unused"
+        parts.append(f"data {data['entries']} file(s), {_size(data['bytes'])}, {shown}")
     lines.append("  caches: " + "; ".join(parts))
     if s["fuse"]:
         lines.append(f"    {'fuse op':<24} {'count':>7}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}  errors")
