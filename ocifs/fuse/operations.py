@@ -19,7 +19,6 @@ import pyfuse3
 
 from ocifs.data.openfiles import OpenFiles
 from ocifs.fuse.errors import fuse_errors
-from ocifs.fuse.invalidation import KernelInvalidations
 from ocifs.meta.inodes import ROOT_INODE, InodeTable
 from ocifs.meta.objects import SYMLINK_MODE, ObjectAttrs
 from ocifs.meta.tree import Tree, join
@@ -120,10 +119,6 @@ class Operations(pyfuse3.Operations):
         # inode -> ETag of the object version whose pages the kernel may hold (None: unknown).
         self._cached_etags: dict[int, str | None] = {}
         self._next_dir_fh = 1
-        # What changes without the kernel seeing it drops the kernel's copy (while the mount runs
-        # ``invalidations.run``: serving).
-        self.invalidations = KernelInvalidations(inodes.inode_of)
-        tree.cache.on_change = self.invalidations.path_changed
 
     # -- helpers --------------------------------------------------------------------------
 

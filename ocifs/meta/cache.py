@@ -107,11 +107,12 @@ class MetaCache:
 
     def __init__(self, stat_expire: float = 900.0, max_stats: int = 100000,
                  listing_expire: float = 1.0, max_listings: int = 1000,
-                 negative: bool = True, expire_from_use: bool = False) -> None:
+                 negative: bool = True, expire_from_use: bool = False,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self._stat_expire = stat_expire
         # path -> (attrs, when it expires).  An entry evicted early (max_stat_cache_size) is
         # also dropped from the kernel, whose timeout was what this entry had left.
-        self._stats = _expiring(max_stats, stat_expire, evicted=lambda path: self.on_change(path))
+        self._stats = _expiring(max_stats, stat_expire, evicted=lambda path: self._on_change(path))
         self._listings = _expiring(max_listings, listing_expire)
         self._pages = _expiring(min(max_listings, MAX_PAGES), listing_expire)
         self._negative = negative
@@ -122,7 +123,7 @@ class MetaCache:
         self.misses = {"stat": 0, "listing": 0}
         # Told of every path whose attributes may now differ from what was shown (the FUSE
         # layer drops the kernel's copy).
-        self.on_change: Callable[[str], None] = lambda path: None
+        self._on_change: Callable[[str], None] = on_change or (lambda path: None)
 
     @property
     def generation(self) -> int:
@@ -142,7 +143,7 @@ class MetaCache:
         """
         self._generation += 1
         self._listings.pop(posixpath.dirname(path), None)
-        self.on_change(path)
+        self._on_change(path)
         if subtree:
             for cache in (self._stats, self._listings):
                 _purge(cache, path)
@@ -164,6 +165,11 @@ class MetaCache:
             self._keep_attrs(path, known[0])  # a TTLCache entry set again starts a new TTL
         return known[0]
 
+    def shown_stale(self, path: str) -> None:
+        """What was shown of ``path`` (from a listing) is not what is now known: the
+        kernel's copy goes."""
+        self._on_change(path)
+
     def seconds_left(self, path: str) -> float:
         """How long ``path``'s cached attributes stay valid (0: not cached): how long the
         kernel may keep them without showing more than this cache would."""
@@ -178,7 +184,7 @@ class MetaCache:
         else:
             self._keep_attrs(path, attrs)
         if before is not None and before[0] != attrs:
-            self.on_change(path)  # what was shown (and may still be, by the kernel) is stale
+            self._on_change(path)  # what was shown (and may still be, by the kernel) is stale
 
     def _keep_attrs(self, path: str, attrs: ObjectAttrs | None) -> None:
         _keep(self._stats, path, (attrs, time.monotonic() + self._stat_expire))

@@ -284,7 +284,7 @@ class Tree:
             objects.with_headers_of(attrs, full)
             if path not in self._pending:
                 self.remember(path, dataclasses.replace(attrs))
-            self.cache.on_change(path)  # what was shown came from the listing
+            self.cache.shown_stale(path)  # what was shown came from the listing
         return attrs
 
     async def listdir(self, path: str) -> list[tuple[str, ObjectAttrs]]:

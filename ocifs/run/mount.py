@@ -31,6 +31,7 @@ import trio
 from ocifs.data.datacache import DataCache, cache_dir, delete_cache
 from ocifs.data.openfiles import OpenFiles, StagingLimits
 from ocifs.data.readahead import keep_read_ahead
+from ocifs.fuse.invalidation import KernelInvalidations
 from ocifs.fuse.operations import AttrView, Operations, kernel_timeout
 from ocifs.meta import objects
 from ocifs.meta.cache import LISTING_EXPIRE_MAX, MetaCache
@@ -308,13 +309,15 @@ class MountHooks:
         """A graceful stop began; awaited before the dirty files are uploaded."""
 
 
-def _meta_cache(opts: MountOptions) -> MetaCache:
-    """s3fs's stat cache options: expiry from caching or from last use, the negative cache."""
+def _meta_cache(opts: MountOptions, on_change: Callable[[str], None] | None = None) -> MetaCache:
+    """s3fs's stat cache options: expiry from caching or from last use, the negative cache;
+    ``on_change`` drops the kernel's copy of what changed."""
     from_use = opts.stat_cache_interval_expire is not None
     expire = opts.stat_cache_interval_expire if from_use else opts.stat_cache_expire
     return MetaCache(stat_expire=expire, max_stats=opts.max_stat_cache_size,
                      listing_expire=min(expire, LISTING_EXPIRE_MAX), expire_from_use=from_use,
-                     negative=opts.enable_negative_cache and not opts.disable_negative_cache)
+                     negative=opts.enable_negative_cache and not opts.disable_negative_cache,
+                     on_change=on_change)
 
 
 class Mount:
@@ -333,9 +336,12 @@ class Mount:
         self.journal = UploadJournal(state_dir(opts.use_cache), opts.url, spec.bucket, spec.prefix)
         self.multipart = Multipart(self.store, self.journal)  # writes and copies alike
         self.background = Background()  # part uploads, prefetched chunks, lookups' pages
+        inodes = InodeTable()
+        # What changes without the kernel seeing it drops the kernel's copy (while serving).
+        self.invalidations = KernelInvalidations(inodes.inode_of)
         self.tree = Tree(self.store, default_uid=opts.uid if opts.uid is not None else os.getuid(),
                          default_gid=opts.gid if opts.gid is not None else os.getgid(),
-                         cache=_meta_cache(opts),
+                         cache=_meta_cache(opts, self.invalidations.path_changed),
                          fast_list=opts.fast_list, multipart=self.multipart,
                          background=self.background, control_chars_refused=spec.oci_rules,
                          touch_parents=opts.update_parent_dir_stat, compat_dir=opts.compat_dir)
@@ -348,7 +354,6 @@ class Mount:
             max_dirty_bytes=opts.max_dirty_data * MiB if opts.max_dirty_data >= 0 else None,
             min_free_bytes=opts.ensure_diskfree * MiB)
         self.cache = _data_cache(opts, self.journal.tag)
-        inodes = InodeTable()
         files = OpenFiles(self.tree, inodes, self.store, self.multipart, limits, self.cache,
                           self.background, copy_parts=not (opts.nomixupload or opts.nocopyapi))
         self.operations = Operations(self.tree, view, files, inodes, use_xattr=opts.use_xattr,
@@ -418,7 +423,7 @@ class Mount:
                     self.begin_stop(self._pending_stop)
                 nursery.start_soon(self._watch_signals)
                 nursery.start_soon(keep_read_ahead, self._resolved, self.spec.options.read_ahead_kb)
-                nursery.start_soon(self.operations.invalidations.run)
+                nursery.start_soon(self.invalidations.run)
                 await pyfuse3.main()
                 nursery.cancel_scope.cancel()
             self.operations.files.stop_reads()  # background fills of cache files end here
