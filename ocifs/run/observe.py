@@ -21,6 +21,7 @@ import trio
 from ocifs.run import control
 from ocifs.run.options import MountOptions
 from ocifs.run.stats import MountStats, samples
+from ocifs.units import human_size
 
 if TYPE_CHECKING:
     from ocifs.run.mount import Mount
@@ -223,8 +224,8 @@ class MountObserver:
                 last_line = now
                 sent = _total(self.stats.uploaded)
                 rate = (sent - sent_from) / max(now - rate_from, 1e-9)
-                log.warning("stopping: %s left in %d file(s), %s/s%s", _size(dirty.bytes),
-                            dirty.files, _size(rate),
+                log.warning("stopping: %s left in %d file(s), %s/s%s", human_size(dirty.bytes),
+                            dirty.files, human_size(rate),
                             f", about {dirty.bytes / rate:.0f} s left" if rate > 0 else "")
 
     def close(self) -> None:
@@ -292,9 +293,3 @@ def _quantile(q: float, points: list[tuple[float, float]]) -> float | None:
     return lower
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -12,17 +12,10 @@ import time
 from typing import Any, TextIO
 
 from ocifs.run import control
+from ocifs.units import human_size
 
 POLL_INTERVAL = 0.5   # seconds between two questions to the mount
 LINE_INTERVAL = 3.0   # seconds between two plain lines
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 class UploadProgress:
@@ -60,7 +53,7 @@ class UploadProgress:
             self._show_bar(left_bytes, files)
         elif now >= self._next_line and left_bytes:
             self._next_line = now + LINE_INTERVAL
-            print(f"ocifs: uploading before exit: {_size(left_bytes)} left in {files} file(s)",
+            print(f"ocifs: uploading before exit: {human_size(left_bytes)} left in {files} file(s)",
                   file=self.stream, flush=True)
 
     def _show_bar(self, left: int, files: int) -> None:

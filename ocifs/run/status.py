@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from ocifs.run import control
+from ocifs.units import human_size
 
 DEFAULT_STUCK_AFTER = 300.0
 DEFAULT_TIMEOUT = 5.0
@@ -133,16 +134,6 @@ def check(mountpoint: str, stuck_after: float, max_ages: list[tuple[str, float]]
 # -- the human form -------------------------------------------------------------------------
 
 
-def _size(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def _when(epoch: float | None, now: float) -> str:
     if epoch is None:
         return "never"
@@ -173,22 +164,22 @@ def render(s: dict) -> str:
         lines.append("  options: " + ",".join(k if v is True else f"{k}={v}"
                                               for k, v in s["options"].items()))
     uploads = s["uploads"]
-    lines.append(f"  dirty: {s['dirty']['files']} file(s), {_size(s['dirty']['bytes'])} not yet "
+    lines.append(f"  dirty: {s['dirty']['files']} file(s), {human_size(s['dirty']['bytes'])} not yet "
                  f"in the bucket; uploads: {len(uploads['in_flight'])} in flight, "
                  f"{uploads['queued']} queued")
     for u in uploads["in_flight"]:
         total = u["bytes_total"]
         share = f" ({100 * u['bytes_sent'] / total:.0f}%)" if total else ""
-        lines.append(f"    {u['path']}: {_size(u['bytes_sent'])} of {_size(total)}{share}, "
+        lines.append(f"    {u['path']}: {human_size(u['bytes_sent'])} of {human_size(total)}{share}, "
                      f"{u['parts_done']} part(s) done, last progress "
                      f"{_ago(u['seconds_since_progress'])} ago")
     if s["durable"]:
         lines.append("  last upload completed (durable):")
         for path, entry in s["durable"].items():
-            lines.append(f"    {path}: {_when(entry['time'], now)}, {_size(entry['size'])}")
+            lines.append(f"    {path}: {_when(entry['time'], now)}, {human_size(entry['size'])}")
     s3 = s["s3"]
     lines.append(f"  store: last answer {_when(s3['last_answer'], now)}; "
-                 f"{_size(s3['uploaded_bytes'])} up, {_size(s3['downloaded_bytes'])} down; "
+                 f"{human_size(s3['uploaded_bytes'])} up, {human_size(s3['downloaded_bytes'])} down; "
                  f"{sum(s3['retries'].values())} retries")
     if s3["requests"]:
         lines.append(f"    {'request':<24} {'count':>7}  {'p50 ms':>8} {'p99 ms':>8}  outcomes")
@@ -213,7 +204,7 @@ def render(s: dict) -> str:
     if data:
         rate = data.get("hit_rate")
         shown = f"{100 * rate:.0f}% hits" if rate is not None else "unused"
-        parts.append(f"data {data['entries']} file(s), {_size(data['bytes'])}, {shown}")
+        parts.append(f"data {data['entries']} file(s), {human_size(data['bytes'])}, {shown}")
     lines.append("  caches: " + "; ".join(parts))
     if s["fuse"]:
         lines.append(f"    {'fuse op':<24} {'count':>7}  {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}  errors")
