@@ -17,6 +17,7 @@ import pytest
 
 from ocifs.run.localserver import LocalS3Server
 from mounting import OcifsMount, is_mounted, unique_bucket
+from fault_proxy import FaultyServer
 from oci_proxy import ProxiedServer
 
 SERVER_KINDS = [k for k in os.environ.get("OCIFS_TEST_SERVERS", "moto,seaweedfs").split(",") if k]
@@ -209,3 +210,19 @@ def tmpfs(tmp_path):
     yield make
     for where in made:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture
+def faulty_moto(moto_server):
+    """moto behind tests/fault_proxy.py (a fresh proxy per test: its faults and counts)."""
+    server = FaultyServer(moto_server).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def faulty_seaweed(seaweed_server):
+    """SeaweedFS behind tests/fault_proxy.py (a fresh proxy per test)."""
+    server = FaultyServer(seaweed_server).start()
+    yield server
+    server.stop()

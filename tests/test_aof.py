@@ -11,19 +11,11 @@ import threading
 
 import pytest
 
-from fault_proxy import FaultyServer
 from mounting import unique_bucket
 from test_redis import start_redis  # noqa: F401 (fixture)
 from test_write_path import pattern_bytes, stored_sha256, uploads, wait_for
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def faulty_moto(moto_server):
-    server = FaultyServer(moto_server).start()
-    yield server
-    server.stop()
 
 
 def new_bucket(server) -> str:

@@ -22,25 +22,10 @@ import time
 
 import pytest
 
-from fault_proxy import FaultyServer
 from mounting import is_mounted, unique_bucket
 from test_write_path import SMALL_PARTS, exists, pattern_bytes, stored_sha256, uploads, wait_for
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def faulty_moto(moto_server):
-    server = FaultyServer(moto_server).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def faulty_seaweed(seaweed_server):
-    server = FaultyServer(seaweed_server).start()
-    yield server
-    server.stop()
 
 
 def new_bucket(server) -> str:

@@ -21,19 +21,11 @@ import urllib.request
 
 import pytest
 
-from fault_proxy import FaultyServer
 from mounting import OCIFS, unique_bucket
 from ocifs.run import control
 
 MiB = 1024 * 1024
 SMALL_PARTS = ["multipart_size=5", "multipart_threshold=5", "parallel_count=1"]
-
-
-@pytest.fixture
-def faulty(moto_server):
-    server = FaultyServer(moto_server).start()
-    yield server
-    server.stop()
 
 
 def new_bucket(server) -> str:
@@ -96,10 +88,10 @@ def write_in_thread(path, data: bytes) -> threading.Thread:
     return thread
 
 
-def test_status_shows_a_large_upload_in_flight_with_growing_progress(faulty, mount_factory):
-    bucket = new_bucket(faulty)
-    faulty.proxy.delay(0.7, times=None, op="UploadPart")
-    mount = mount_factory(faulty, bucket, SMALL_PARTS).mount()
+def test_status_shows_a_large_upload_in_flight_with_growing_progress(faulty_moto, mount_factory):
+    bucket = new_bucket(faulty_moto)
+    faulty_moto.proxy.delay(0.7, times=None, op="UploadPart")
+    mount = mount_factory(faulty_moto, bucket, SMALL_PARTS).mount()
     data = os.urandom(40 * MiB)
     writer = write_in_thread(mount.mountpoint / "big.bin", data)
     seen = []
@@ -165,12 +157,12 @@ def test_data_cache_reads_are_counted(moto_server, mount_factory):
     assert "% hits" in status(mount).stdout.split("caches:")[1].split("\n")[0]
 
 
-def test_a_failing_store_shows_retries_and_the_last_error(faulty, mount_factory):
-    bucket = new_bucket(faulty)
-    mount = mount_factory(faulty, bucket, ["retries=3"]).mount()
-    rule = faulty.proxy.error(503, "SlowDown", times=2, op="PutObject")
+def test_a_failing_store_shows_retries_and_the_last_error(faulty_moto, mount_factory):
+    bucket = new_bucket(faulty_moto)
+    mount = mount_factory(faulty_moto, bucket, ["retries=3"]).mount()
+    rule = faulty_moto.proxy.error(503, "SlowDown", times=2, op="PutObject")
     (mount.mountpoint / "retried.txt").write_bytes(b"made it")
-    assert faulty.proxy.hits(rule) == 2
+    assert faulty_moto.proxy.hits(rule) == 2
     s3 = snapshot(mount)
     assert s3["s3"]["retries"]["PutObject"] == 2
     assert s3["s3"]["requests"]["PutObject"]["status"] == {"503": 2, "200": 1}
@@ -181,11 +173,11 @@ def test_a_failing_store_shows_retries_and_the_last_error(faulty, mount_factory)
     assert "last errors" in text and "503" in text and "retries:2" in text
 
 
-def test_metrics_match_what_the_store_saw(faulty, mount_factory):
-    bucket = new_bucket(faulty)
+def test_metrics_match_what_the_store_saw(faulty_moto, mount_factory):
+    bucket = new_bucket(faulty_moto)
     port = free_port()
-    faulty.proxy.clear()
-    mount = mount_factory(faulty, bucket, [f"metrics={port}", "watch=*.rdb"]).mount()
+    faulty_moto.proxy.clear()
+    mount = mount_factory(faulty_moto, bucket, [f"metrics={port}", "watch=*.rdb"]).mount()
     sizes = {"a.txt": 1000, "b.bin": 3 * MiB, "dump.rdb": 123_456}
     for name, size in sizes.items():
         (mount.mountpoint / name).write_bytes(os.urandom(size))
@@ -195,7 +187,7 @@ def test_metrics_match_what_the_store_saw(faulty, mount_factory):
     metrics = wait_for(lambda: (lambda m: m if m[stat[0]] + m[stat[1]] > 0 else None)(scrape(port)),
                        what="the cache counters")
     seen: dict[str, int] = {}
-    for op, _, _, action in faulty.proxy.requests():
+    for op, _, _, action in faulty_moto.proxy.requests():
         assert action == "pass"
         seen[op] = seen.get(op, 0) + 1
     counted: dict[str, int] = {}
@@ -247,9 +239,9 @@ def test_status_and_metrics_never_show_the_secret_key(moto_server, mount_factory
         assert "f.txt" in text or "ocifs_" in text
 
 
-def test_status_check(faulty, mount_factory):
-    bucket = new_bucket(faulty)
-    mount = mount_factory(faulty, bucket, SMALL_PARTS).mount()
+def test_status_check(faulty_moto, mount_factory):
+    bucket = new_bucket(faulty_moto)
+    mount = mount_factory(faulty_moto, bucket, SMALL_PARTS).mount()
     check = lambda *extra: status(mount, "--check", "--timeout", "3", *extra)  # noqa: E731
 
     healthy = check()
@@ -268,29 +260,29 @@ def test_status_check(faulty, mount_factory):
     assert old.returncode == 1 and "ago" in old.stderr, old.stderr
 
     # A stuck upload: its parts stall in the store.
-    rule = faulty.proxy.stall(op="UploadPart", times=None)
+    rule = faulty_moto.proxy.stall(op="UploadPart", times=None)
     # Written by a child: a file this process held open would be closed (so flushed, so
     # waited for) by every child that ``check`` starts.
     writer = subprocess.Popen(["dd", "if=/dev/urandom", f"of={mount.mountpoint / 'stuck.bin'}",
                                "bs=1M", "count=12"], stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: faulty.proxy.hits(rule), what="a stalled part")
+        wait_for(lambda: faulty_moto.proxy.hits(rule), what="a stalled part")
         time.sleep(1.5)
         stuck = check("--stuck-after", "1")
         assert stuck.returncode == 1 and "stuck.bin" in stuck.stderr and "stuck" in stuck.stderr
         assert check("--stuck-after", "600").returncode == 0
     finally:
-        faulty.proxy.clear()
+        faulty_moto.proxy.clear()
         assert writer.wait(timeout=120) == 0
 
     # The store is down.
-    faulty.proxy.down()
+    faulty_moto.proxy.down()
     try:
         time.sleep(11)  # longer than the mount's "answered recently"
         down = check()
         assert down.returncode == 1 and "store" in down.stderr, down.stderr
     finally:
-        faulty.proxy.up()
+        faulty_moto.proxy.up()
     assert check().returncode == 0
 
 
@@ -348,10 +340,10 @@ def test_the_control_socket_is_the_owners_only(moto_server, mount_factory, dev_f
     assert not path.parent.exists()  # the state directory goes with the mount
 
 
-def test_progress_lines_while_sigterm_flushes_a_large_dirty_file(faulty, mount_factory):
-    bucket = new_bucket(faulty)
-    faulty.proxy.delay(1.0, times=None, op="UploadPart")
-    mount = mount_factory(faulty, bucket, SMALL_PARTS)
+def test_progress_lines_while_sigterm_flushes_a_large_dirty_file(faulty_moto, mount_factory):
+    bucket = new_bucket(faulty_moto)
+    faulty_moto.proxy.delay(1.0, times=None, op="UploadPart")
+    mount = mount_factory(faulty_moto, bucket, SMALL_PARTS)
     proc = mount.start_foreground()
     try:
         fd = os.open(mount.mountpoint / "big.rdb", os.O_WRONLY | os.O_CREAT, 0o644)
@@ -372,30 +364,30 @@ def test_progress_lines_while_sigterm_flushes_a_large_dirty_file(faulty, mount_f
     lines = [l for l in mount.log_text().splitlines() if "stopping:" in l and "left" in l]
     assert len(lines) >= 2, mount.log_text()
     assert "MiB left in 1 file(s)" in lines[0] and "/s" in lines[0]
-    assert faulty.client().head_object(Bucket=bucket, Key="big.rdb")["ContentLength"] == 40 * MiB
+    assert faulty_moto.client().head_object(Bucket=bucket, Key="big.rdb")["ContentLength"] == 40 * MiB
 
 
-def dirty_after_a_failed_close(faulty, mount, name: str, size: int) -> None:
+def dirty_after_a_failed_close(faulty_moto, mount, name: str, size: int) -> None:
     """A file whose upload failed at close stays dirty: the unmount uploads it."""
-    rule = faulty.proxy.error(500, times=None, op="PutObject")
+    rule = faulty_moto.proxy.error(500, times=None, op="PutObject")
     with pytest.raises(OSError):
         with open(mount.mountpoint / name, "wb") as f:
             f.write(os.urandom(size))
-    assert faulty.proxy.hits(rule)
-    faulty.proxy.clear()
+    assert faulty_moto.proxy.hits(rule)
+    faulty_moto.proxy.clear()
     assert snapshot(mount)["dirty"] == {"files": 1, "bytes": size}
 
 
 @pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
-def test_umount_shows_the_uploads_it_waits_for(faulty, mount_factory, tmp_path, terminal):
-    bucket = new_bucket(faulty)
+def test_umount_shows_the_uploads_it_waits_for(faulty_moto, mount_factory, tmp_path, terminal):
+    bucket = new_bucket(faulty_moto)
     cache = tmp_path / "cache"
     cache.mkdir()
     # Single PUTs, slowed down: the unmount's upload takes seconds.
-    mount = mount_factory(faulty, bucket, ["retries=0", f"use_cache={cache}",
+    mount = mount_factory(faulty_moto, bucket, ["retries=0", f"use_cache={cache}",
                                            "multipart_threshold=100"]).mount()
-    dirty_after_a_failed_close(faulty, mount, "late.bin", 20 * MiB)
-    faulty.proxy.delay(7.0, times=1, op="PutObject")
+    dirty_after_a_failed_close(faulty_moto, mount, "late.bin", 20 * MiB)
+    faulty_moto.proxy.delay(7.0, times=1, op="PutObject")
     argv = [*OCIFS, "umount", str(mount.mountpoint)]
     if terminal:  # a pseudo-terminal, as a person at a shell has
         argv = ["script", "-qec", " ".join(argv), "/dev/null"]
@@ -408,7 +400,7 @@ def test_umount_shows_the_uploads_it_waits_for(faulty, mount_factory, tmp_path, 
     else:
         lines = [l for l in result.stderr.splitlines() if "uploading before exit" in l]
         assert lines and "20.0 MiB left in 1 file(s)" in lines[0], result.stderr
-    assert faulty.client().head_object(Bucket=bucket, Key="late.bin")["ContentLength"] == 20 * MiB
+    assert faulty_moto.client().head_object(Bucket=bucket, Key="late.bin")["ContentLength"] == 20 * MiB
 
 
 def test_a_redis_style_save_makes_dump_rdb_durable(moto_server, mount_factory):
