@@ -13,6 +13,7 @@ import pytest
 
 from mock_s3 import client_for
 from ocifs.s3.client import PARSER_COMPONENT, PRIVATE_HOOKS
+from ocifs.s3.lean import PRIVATE_ATTRIBUTES as LEAN_PRIVATE
 from ocifs.s3.retries import RETRY_HANDLER_ID
 
 
@@ -39,3 +40,21 @@ def test_botocore_registers_the_retry_handler_ocifs_replaces():
     ids = _handler_ids(ours)
     assert RETRY_HANDLER_ID not in ids and "ocifs-paced-retry" in ids
     assert "ocifs-fast-listing" in ids and "ocifs-200-error-check" in ids
+
+
+def _objects_of(client) -> dict:
+    from botocore.parsers import RestXMLParser
+    return {"client": client, "http": client._endpoint.http_session, "parser": RestXMLParser()}
+
+
+@pytest.mark.parametrize("owner, name", LEAN_PRIVATE)
+def test_lean_path_attribute_exists(owner, name):
+    objects = _objects_of(client_for())
+    assert hasattr(objects[owner], name), f"{owner}.{name} is gone"
+
+
+def test_the_endpoint_has_an_http_session_with_a_urllib3_pool():
+    import urllib3
+    http = client_for()._endpoint.http_session
+    assert isinstance(http._manager, urllib3.PoolManager)
+    assert callable(http.send) and callable(http._proxy_config.proxy_url_for)

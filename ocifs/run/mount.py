@@ -41,7 +41,8 @@ from ocifs.procfs import is_zombie, stat_fields
 from ocifs.run.logs import reopen_logs, setup_logging
 from ocifs.run.observe import MountObserver
 from ocifs.run.options import NO_EFFECT, MountOptions, parse_size
-from ocifs.s3.client import Connection, make_client
+from ocifs.s3.client import Connection, make_client, parse_timestamp
+from ocifs.s3.lean import LeanRequests
 from ocifs.s3.credentials import (ANONYMOUS, Credentials, check_private, find_credentials,
                                   metadata_credentials, require_session_token)
 from ocifs.s3.requests import RequestParams, request_params
@@ -207,17 +208,21 @@ def request_params_for(opts: MountOptions) -> RequestParams:
 def build_store(spec: MountSpec, retries: int | None = None) -> Store:
     opts = spec.options
     assert spec.credentials is not None
+    params = request_params_for(opts)
+    retries = opts.retries if retries is None else retries
     client = make_client(opts.url, opts.endpoint, spec.credentials, opts.use_path_request_style,
-                         opts.retries if retries is None else retries,
-                         opts.connect_timeout, opts.readwrite_timeout,
+                         retries, opts.connect_timeout, opts.readwrite_timeout,
                          max_pool=opts.max_thread_count + opts.parallel_count,
-                         connection=connection_for(opts, request_params_for(opts)))
+                         connection=connection_for(opts, params))
+    lean = LeanRequests.for_client(client, spec.bucket, retries, parse_timestamp,
+                                   plain_requests=not params.params and not params.header_rules,
+                                   user_agent=not opts.noua)
     return Store(client, spec.bucket, spec.prefix, max_threads=opts.max_thread_count,
                  multipart_size=opts.multipart_size * MiB,
                  multipart_threshold=NO_MULTIPART if opts.nomultipart else opts.multipart_threshold * MiB,
                  copy_threshold=opts.singlepart_copy_limit * MiB,
                  copy_part_size=opts.multipart_copy_size * MiB,
-                 parallel_count=opts.parallel_count, use_wtf8=opts.use_wtf8)
+                 parallel_count=opts.parallel_count, use_wtf8=opts.use_wtf8, lean=lean)
 
 
 def prepare(spec: MountSpec) -> MountSpec:

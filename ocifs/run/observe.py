@@ -59,6 +59,8 @@ class MountObserver:
         opts = mount.spec.options
         self.stats = MountStats(mount.store.path_of, opts.watch)
         self.stats.install(mount.store.client)
+        if mount.store.lean is not None:
+            mount.store.lean.observer = self.stats.lean_attempt
         mount.operations.observer = self.stats.fuse_op
         self.flushing = False  # set while a stop or an unmount uploads what is left
         self._probe_store: Any = None

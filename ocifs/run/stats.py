@@ -229,6 +229,26 @@ class MountStats:
         if call is not None:
             self._finished(call, context)
 
+    @_harmless
+    def lean_attempt(self, op: str, key: str, started: float, length: int, response: Any,
+                     parsed: dict | None, exception: BaseException | None,
+                     retried: bool) -> None:
+        """One request of :mod:`ocifs.s3.lean` (no botocore events), counted as they are;
+        ``retried``: boto3 sends it again, and counts that call itself."""
+        call = _Call(op, started, key, self.path_of(key))
+        call.length = length if op in _UPLOADING_OPS else None
+        context = {_CONTEXT_KEY: call}
+        answer = None if response is None else {
+            "status_code": response.status_code, "headers": response.headers,
+            "body": response.content if response.status_code >= 300 else b""}
+        self._attempt(context, exception=exception, response_dict=answer)
+        if retried:
+            self.s3_retries.labels(op).inc()
+        elif response is not None:
+            self._after_call(response, parsed or {}, None, context)
+        else:
+            self._after_error(exception, context)
+
     def _finished(self, call: _Call, context: dict) -> None:
         self.s3_seconds.labels(call.op).observe(time.perf_counter() - call.started)
         attempts = context.get("retries", {}).get("attempt", 1)

@@ -34,7 +34,8 @@ from ocifs.s3.retries import install_paced_retries
 # entry not in the stat cache, so they get more threads (and connections) than other requests.
 HEAD_THREADS = 32
 
-# What ocifs reaches inside botocore beyond its documented API, as (module, attribute): a
+# What ocifs reaches inside botocore beyond its documented API, as (module, attribute) (the
+# lean path's own, on objects: ocifs.s3.lean.PRIVATE_ATTRIBUTES): a
 # release that renames one would silently change retries or parsing.  pyproject.toml bounds
 # botocore's version; tests/test_unit_botocore_hooks.py fails when one of these is gone.
 PRIVATE_HOOKS = (

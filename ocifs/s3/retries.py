@@ -18,9 +18,11 @@ are bounded by its thread limits, which is what the quota protects a store from.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 from botocore.retries import standard
 
@@ -30,6 +32,20 @@ BASE_DELAY = 1.0   # seconds before the first retry (times 0.5 to 1)
 MAX_DELAY = 20.0   # seconds between two attempts, at most
 CONFLICT = 409
 RETRY_HANDLER_ID = "retry-config-s3"  # botocore's S3 retry handler, replaced here
+
+
+_prior = threading.local()  # attempts made before this thread's boto3 call began
+
+
+@contextlib.contextmanager
+def attempts_already_made(count: int) -> Iterator[None]:
+    """Count ``count`` attempts made another way (:mod:`ocifs.s3.lean`) in the pacing and
+    the attempt limit of the boto3 calls this thread makes inside the block."""
+    _prior.count = count
+    try:
+        yield
+    finally:
+        _prior.count = 0
 
 
 class PacedRetry:
@@ -51,7 +67,8 @@ class PacedRetry:
 
     def __call__(self, **kwargs: Any) -> float | None:
         context = self.adapter.create_retry_context(**kwargs)
-        retry = self.conditions.is_retryable(context) or self._conflict(context)
+        context.attempt_number += getattr(_prior, "count", 0)
+        retry = self.retryable(context)
         self.adapter.adapt_retry_response_from_context(context)  # e.g. MaxAttemptsReached
         if not retry:
             return None
@@ -60,6 +77,10 @@ class PacedRetry:
         log.info("%s failed (%s), retrying in %.1f s (attempt %d of %d)", operation,
                  _reason(context), delay, context.attempt_number + 1, self.max_attempts)
         return delay
+
+    def retryable(self, context: standard.RetryContext) -> bool:
+        """botocore's standard decision, plus 409 Conflict, for this attempt's outcome."""
+        return self.conditions.is_retryable(context) or self._conflict(context)
 
     def _conflict(self, context: standard.RetryContext) -> bool:
         response = context.http_response

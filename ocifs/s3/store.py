@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 import threading
 from typing import IO, Any, Callable, Protocol, TypeVar
@@ -23,6 +24,7 @@ import trio
 from ocifs.errors import FsError
 from ocifs.s3.client import HEAD_THREADS
 from ocifs.s3.errors import StoreError, to_store_error
+from ocifs.s3.lean import MAX_BODY, LeanRequests, with_lean_attempt
 from ocifs.s3.names import has_invalid_utf8, wtf8_decode, wtf8_encode
 from ocifs.units import MiB
 
@@ -84,13 +86,17 @@ class Store(ObjectStore):
     the transfer settings (multipart threshold, part size, parts in flight) for uploads and
     for server-side copies.  ``journal`` records multipart copies in progress (None: not
     recorded), as :class:`~ocifs.upload.writeback.FileWriteback` records multipart uploads.
+    ``lean`` sends HEADs, ranged GETs and small PUTs without botocore's per-request
+    pipeline (:mod:`ocifs.s3.lean`; None: everything through boto3).
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
                  multipart_size: int = 10 * MiB, multipart_threshold: int = 25 * MiB,
                  copy_threshold: int = 512 * MiB, copy_part_size: int = 512 * MiB,
-                 parallel_count: int = 5, use_wtf8: bool = False) -> None:
+                 parallel_count: int = 5, use_wtf8: bool = False,
+                 lean: LeanRequests | None = None) -> None:
         self.client = client
+        self.lean = lean
         self.use_wtf8 = use_wtf8  # s3fs's option: invalid UTF-8 bytes as private code points
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -152,6 +158,10 @@ class Store(ObjectStore):
     def _head_sync(self, key: str) -> dict | None:
         """HeadObject, or None when there is no such object (blocking: in a worker thread)."""
         try:
+            if self.lean is not None:
+                return with_lean_attempt(
+                    lambda: self.lean.head(key),
+                    lambda: self.client.head_object(Bucket=self.bucket, Key=key))
             return self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
             error = to_store_error(exc, f"HEAD {key}")
@@ -250,10 +260,20 @@ class Store(ObjectStore):
         version they came from (None for an empty range)."""
         if length <= 0:
             return b"", None
+        wanted = f"bytes={start}-{start + length - 1}"
+
+        def boto_get() -> dict:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=wanted)
+            response["Body"] = response["Body"].read()
+            return response
+
         def get() -> tuple[bytes, str | None]:
-            response = self.client.get_object(Bucket=self.bucket, Key=key,
-                                              Range=f"bytes={start}-{start + length - 1}")
-            data = response["Body"].read()
+            if self.lean is not None:
+                lean = self.lean
+                response = with_lean_attempt(lambda: lean.get(key, wanted), boto_get)
+            else:
+                response = boto_get()
+            data = response["Body"]
             return _ranged_body(key, start, length, data, response.get("ContentRange")), \
                 response.get("ETag")
         try:
@@ -275,8 +295,18 @@ class Store(ObjectStore):
     # -- writes ---------------------------------------------------------------------------
 
     async def put_bytes(self, key: str, data: bytes, metadata: dict[str, str], content_type: str) -> dict:
-        return await self._run(f"PUT {key}", self.client.put_object, Bucket=self.bucket, Key=key,
-                               Body=data, Metadata=metadata, ContentType=content_type)
+        return await self._run(f"PUT {key}", self._put_sync, key, data, metadata, content_type)
+
+    def _put_sync(self, key: str, body: Any, metadata: dict[str, str],
+                  content_type: str) -> dict:
+        def boto_put() -> dict:
+            return self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                          Metadata=metadata, ContentType=content_type)
+        if self.lean is not None and isinstance(body, bytes) and len(body) <= MAX_BODY:
+            lean = self.lean
+            return with_lean_attempt(lambda: lean.put(key, body, metadata, content_type),
+                                     boto_put)
+        return boto_put()
 
     async def copy_object(self, src: str, dst: str, metadata: dict[str, str],
                           content_type: str) -> None:
@@ -298,9 +328,10 @@ class Store(ObjectStore):
                        content_type: str) -> dict:
         """One PutObject of the first ``size`` bytes of local file ``fd`` (read in chunks)."""
         def put() -> dict:
+            if self.lean is not None and size <= MAX_BODY:
+                return self._put_sync(key, _read_range(fd, size), metadata, content_type)
             with _file_range(fd, 0, size) as body:
-                return self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
-                                              Metadata=metadata, ContentType=content_type)
+                return self._put_sync(key, body, metadata, content_type)
         return await self._run(f"PUT {key}", put)
 
     async def create_multipart(self, key: str, metadata: dict[str, str],
@@ -387,6 +418,17 @@ def _ranged_body(key: str, start: int, length: int, data: bytes, content_range: 
             or int(match.group(2)) - start + 1 != len(data):
         raise StoreError(errno.EIO, f"GET {key}: asked bytes {start}-{start + length - 1}, "
                                     f"got {len(data)} bytes for range {content_range!r}")
+    return data
+
+
+def _read_range(fd: int, size: int) -> bytes:
+    """The first ``size`` bytes of ``fd`` (a small file: one read, the position untouched)."""
+    data = os.pread(fd, size, 0)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), len(data))
+        if not more:
+            raise StoreError(errno.EIO, f"the local copy is {len(data)} bytes, not {size}")
+        data += more
     return data
 
 

@@ -1,0 +1,327 @@
+"""HEAD, ranged GET and small PUT sent without botocore's per-request pipeline.
+
+A boto3 call spends most of its client CPU on work that is the same for every request of a
+mount: validating and serializing parameters through the model, resolving the endpoint
+through the rule set, a dozen event emits, and parsing the answer's headers by walking every
+member of the output shape (about 50 for HeadObject) through a case-insensitive dict.  A
+cold ``ls -l`` is one HEAD per entry and a small file is a HEAD, a LIST and a PUT, so that
+CPU is what those workloads cost.
+
+:class:`LeanRequests` sends the common requests with what can be decided once decided once:
+the object URL's prefix (from botocore's own endpoint resolution, through a presigned URL),
+the User-Agent, and for each operation the map from the headers it answers with to its
+output members.  What stays botocore's:
+
+- **signing**: the client's own request signer (credentials, their refresh, UNSIGNED,
+  payload signing rules);
+- **the connection**: the client's own HTTP session (pool, TLS verification, client
+  certificate, proxies, timeouts);
+- **converting values and errors**: the client's REST-XML parser turns each header into its
+  member and an error answer into the same ``ClientError`` a boto3 call raises;
+- **retries**: a failure botocore would retry is retried by the boto3 call itself, after
+  the pause the mount's retry pacing gives a first failure, with this attempt counted
+  (:func:`ocifs.s3.retries.attempts_already_made`).
+
+Only requests that carry nothing beyond their own parameters go this way: a mount with SSE,
+requester-pays, a storage class or ``ahbe_conf`` headers sends everything through boto3.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.parse
+from typing import Any, Callable
+
+from botocore.awsrequest import AWSRequest
+import botocore.exceptions
+from botocore.parsers import RestXMLParser
+from botocore.retries import standard
+from botocore.utils import percent_encode
+import urllib3.exceptions
+
+from ocifs.s3.retries import PacedRetry, attempts_already_made
+
+log = logging.getLogger(__name__)
+
+# botocore internals used here beyond its documented API, as (object, attribute) with object
+# one of "client", "http" (its URLLib3Session) or "parser" (RestXMLParser); pyproject.toml
+# bounds botocore's version and tests/test_unit_botocore_hooks.py fails when one is gone.
+PRIVATE_ATTRIBUTES = (
+    ("client", "_request_signer"),      # the client's signer: its credentials and rules
+    ("client", "_endpoint"),            # .http_session: the client's connection pool
+    ("client", "_user_agent_creator"),  # the User-Agent boto3 sends
+    ("http", "_proxy_config"),          # whether requests go through a proxy
+    ("http", "_manager"),               # the urllib3 PoolManager
+    ("http", "_setup_ssl_cert"),        # TLS verification settings of a pool
+    ("http", "_verify"),
+    ("parser", "_parse_shape"),         # one header value into its member
+)
+MAX_BODY = 1024 * 1024  # bigger PUTs go through boto3 (Expect: 100-continue, streaming)
+OPERATIONS = ("HeadObject", "GetObject", "PutObject")
+PROBE_KEY = "K"  # the key of the presigned URL the object URLs' prefix is taken from
+
+# Called once per lean attempt: (op, key, perf_counter at start, body length, the AWSResponse
+# or None, the parsed error or None, the exception or None, whether boto3 retries it).
+Observer = Callable[[str, str, float, int, Any, "dict | None", "BaseException | None", bool],
+                    None]
+
+
+class Retry(Exception):
+    """The lean attempt failed in a way botocore retries: send the call through boto3."""
+
+
+class HeaderParse:
+    """An operation's answer headers turned into its output members, as botocore does it.
+
+    The map from header name to member is built once from the model; each answer then costs
+    a dict lookup per header it carries, and botocore's parser converts each value
+    (timestamps, integers, booleans) exactly as it would have.
+    """
+
+    def __init__(self, output_shape: Any, parser: RestXMLParser) -> None:
+        self.parser = parser
+        self.members: dict[str, tuple[str, Any]] = {}
+        self.prefixes: list[tuple[str, str, Any]] = []
+        self.status_members: list[tuple[str, Any]] = []
+        for name, shape in output_shape.members.items():
+            location = shape.serialization.get("location")
+            if location == "header":
+                self.members[shape.serialization["name"].lower()] = (name, shape)
+            elif location == "headers":
+                self.prefixes.append((shape.serialization.get("name", "").lower(), name, shape))
+            elif location == "statusCode":
+                self.status_members.append((name, shape))
+
+    def __call__(self, status: int, headers: Any) -> dict:
+        """``headers``: (name, value) pairs, a repeated header's values joined by ", " (as
+        urllib3's ``itermerged`` gives them)."""
+        parsed: dict[str, Any] = {name: {} for _, name, _ in self.prefixes}
+        lowered: dict[str, str] = {}
+        parse_shape = self.parser._parse_shape
+        for header, value in headers:
+            lower = header.lower()
+            lowered[lower] = value
+            member = self.members.get(lower)
+            if member is not None:
+                parsed[member[0]] = parse_shape(member[1], value)
+                continue
+            for prefix, name, _ in self.prefixes:
+                if lower.startswith(prefix):
+                    parsed[name][header[len(prefix):]] = value
+        for name, shape in self.status_members:
+            parsed[name] = parse_shape(shape, status)
+        metadata: dict[str, Any] = {}
+        if "x-amzn-requestid" in lowered:
+            metadata["RequestId"] = lowered["x-amzn-requestid"]
+        elif "x-amz-request-id" in lowered:
+            metadata["RequestId"] = lowered["x-amz-request-id"]
+            metadata["HostId"] = lowered.get("x-amz-id-2", "")
+        metadata.update(HTTPStatusCode=status, HTTPHeaders=lowered, RetryAttempts=0)
+        parsed["ResponseMetadata"] = metadata
+        return parsed
+
+
+class LeanRequests:
+    """The lean path of one bucket on one boto3 client (see the module's docstring).
+
+    Build it with :meth:`for_client`; each method returns what the boto3 call would, raises
+    the ``ClientError`` it would for a refusal, and raises :class:`Retry` for a failure the
+    caller should send through boto3 (which then retries it, this attempt counted).
+    """
+
+    def __init__(self, client: Any, bucket: str, retries: int,
+                 timestamp_parser: Callable[[str], Any]) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.observer: Observer | None = None
+        url = client.generate_presigned_url("head_object",
+                                            Params={"Bucket": bucket, "Key": PROBE_KEY})
+        base = url.split("?", 1)[0]
+        if not base.endswith("/" + PROBE_KEY):
+            raise ValueError(f"unexpected object URL {base}")
+        self.base = base[:-len(PROBE_KEY)]
+        self.signer = client._request_signer
+        self.http = client._endpoint.http_session
+        try:
+            self.transport: Callable[[AWSRequest], Any] = DirectTransport(self.http, self.base)
+        except ValueError:
+            self.transport = lambda request: self.http.send(request.prepare())
+        self.config = client.meta.config
+        self.user_agent = client._user_agent_creator.to_string()
+        self.parser = RestXMLParser(timestamp_parser=timestamp_parser)
+        model = client.meta.service_model
+        self.models = {op: model.operation_model(op) for op in OPERATIONS}
+        self.parses = {op: HeaderParse(self.models[op].output_shape, self.parser)
+                       for op in OPERATIONS}
+        self.retry = PacedRetry(retries)
+
+    @classmethod
+    def for_client(cls, client: Any, bucket: str, retries: int,
+                   timestamp_parser: Callable[[str], Any], plain_requests: bool,
+                   user_agent: bool = True) -> "LeanRequests | None":
+        """The lean path, or None when this mount's requests need botocore's whole pipeline
+        (``plain_requests`` False: per-request parameters or headers are added by events)."""
+        if not plain_requests:
+            return None
+        try:
+            lean = cls(client, bucket, retries, timestamp_parser)
+        except (AttributeError, ValueError, botocore.exceptions.BotoCoreError) as exc:
+            log.debug("requests all go through boto3: %s", exc)
+            return None
+        if not user_agent:
+            lean.user_agent = None
+        return lean
+
+    # -- the operations -------------------------------------------------------------------
+
+    def head(self, key: str) -> dict | None:
+        """HeadObject's answer, or None for 404."""
+        status, headers, _ = self._send("HeadObject", "HEAD", key, {}, b"", accept_404=True)
+        if status == 404:
+            return None
+        return self.parses["HeadObject"](status, headers)
+
+    def get(self, key: str, range_header: str) -> dict:
+        """A ranged GetObject's answer, with ``Body`` holding the bytes."""
+        status, headers, body = self._send("GetObject", "GET", key, {"Range": range_header}, b"")
+        parsed = self.parses["GetObject"](status, headers)
+        parsed["Body"] = body
+        return parsed
+
+    def put(self, key: str, body: bytes, metadata: dict[str, str], content_type: str) -> dict:
+        """PutObject of ``body`` (at most :data:`MAX_BODY` bytes) with user metadata."""
+        headers = {"Content-Type": content_type}
+        for name, value in metadata.items():
+            headers["x-amz-meta-" + name] = value
+        status, answer, _ = self._send("PutObject", "PUT", key, headers, body)
+        return self.parses["PutObject"](status, answer)
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    def _send(self, op: str, method: str, key: str, headers: dict[str, str], body: bytes,
+              accept_404: bool = False) -> tuple[int, Any, bytes]:
+        if self.user_agent is not None:
+            headers["User-Agent"] = self.user_agent
+        request = AWSRequest(method, self.base + percent_encode(key, safe="/~"),
+                             headers=headers, data=body)
+        request.context["client_config"] = self.config
+        if op == "PutObject":
+            request.context["has_streaming_input"] = True
+        self.signer.sign(op, request)  # no credentials: raised as boto3 would
+        started = time.perf_counter()
+        try:
+            response = self.transport(request)
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            self._failed(op, key, started, len(body), None, None, exc)
+        status = response.status_code
+        if status < 300 or (accept_404 and status == 404):
+            self._observe(op, key, started, len(body), response, None, None, False)
+            return status, response.raw.headers.itermerged(), response.content
+        parsed = self.parser.parse({"status_code": status, "headers": response.headers,
+                                    "body": response.content}, self.models[op].output_shape)
+        self._failed(op, key, started, len(body), response, parsed, None)
+        raise AssertionError("unreachable")  # _failed always raises
+
+    def _failed(self, op: str, key: str, started: float, length: int, response: Any,
+                parsed: dict | None, exception: BaseException | None) -> None:
+        """Raise :class:`Retry` (after the first retry's pause) for what botocore retries,
+        else what the boto3 call would raise."""
+        context = standard.RetryContext(attempt_number=1, operation_model=self.models[op],
+                                        parsed_response=parsed, http_response=response,
+                                        caught_exception=exception)
+        retry = self.retry.retryable(context)
+        self._observe(op, key, started, length, response, parsed, exception, retry)
+        if retry:
+            delay = self.retry.delay(1)
+            log.info("%s failed (%s), retrying in %.1f s (attempt 2 of %d)", op,
+                     _reason(response, parsed, exception), delay, self.retry.max_attempts)
+            time.sleep(delay)
+            raise Retry(op)
+        if exception is not None:
+            raise exception
+        assert parsed is not None
+        code = parsed.get("Error", {}).get("Code")
+        raise self.client.exceptions.from_code(code)(parsed, op)
+
+    def _observe(self, *outcome: Any) -> None:
+        if self.observer is not None:
+            self.observer(*outcome)
+
+
+def _reason(response: Any, parsed: dict | None, exception: BaseException | None) -> str:
+    if exception is not None:
+        return exception.__class__.__name__
+    code = (parsed or {}).get("Error", {}).get("Code", "")
+    return f"{response.status_code} {code}".strip()
+
+
+def with_lean_attempt(lean_call: Callable[[], Any], boto_call: Callable[[], Any]) -> Any:
+    """``lean_call()``; when it asks for a retry, ``boto_call()`` with its attempt counted."""
+    try:
+        return lean_call()
+    except Retry:
+        with attempts_already_made(1):
+            return boto_call()
+
+
+
+
+
+class _Answer:
+    """What :class:`DirectTransport` got back, with the attributes of botocore's AWSResponse
+    that are read here (``headers``: urllib3's case-insensitive dict)."""
+
+    __slots__ = ("status_code", "raw", "content", "headers")
+
+    def __init__(self, raw: Any) -> None:
+        self.status_code = raw.status
+        self.raw = raw
+        self.content = raw.data
+        self.headers = raw.headers
+
+
+class DirectTransport:
+    """The client's own urllib3 pool, without botocore's per-request wrapping.
+
+    ``URLLib3Session.send`` looks the proxy and the pool up again, parses the URL twice and
+    copies the headers into two case-insensitive dicts for every request; none of that
+    changes between requests to one endpoint without a proxy (with one, requests go through
+    ``send``).  The pool, its TLS settings (verification, CA bundle, client certificate) and
+    timeouts are botocore's; urllib3's errors become the botocore errors ``send`` raises, so
+    retry decisions and errno mapping see the same exceptions.
+    """
+
+    def __init__(self, http: Any, base: str) -> None:
+        if http._proxy_config.proxy_url_for(base):
+            raise ValueError("requests go through a proxy")
+        self.http = http
+        self.base = base
+        parts = urllib.parse.urlsplit(base)
+        self.where = (parts.hostname, parts.port, parts.scheme)
+        self.origin = len(f"{parts.scheme}://{parts.netloc}")
+
+    def __call__(self, request: AWSRequest) -> _Answer:
+        pool = self.http._manager.connection_from_host(*self.where)
+        self.http._setup_ssl_cert(pool, self.base, self.http._verify)
+        url = request.url
+        try:
+            raw = pool.urlopen(request.method, url[self.origin:], body=request.data or None,
+                               headers=dict(request.headers.items()), retries=False,
+                               assert_same_host=False, redirect=False, preload_content=True,
+                               decode_content=False)
+        except urllib3.exceptions.SSLError as exc:
+            raise botocore.exceptions.SSLError(endpoint_url=url, error=exc) from None
+        except urllib3.exceptions.NewConnectionError as exc:
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url=url,
+                                                              error=exc) from None
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise botocore.exceptions.ConnectTimeoutError(endpoint_url=url, error=exc) from None
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc) from None
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+            raise botocore.exceptions.ConnectionClosedError(error=exc, request=request,
+                                                            endpoint_url=url) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise botocore.exceptions.HTTPClientError(error=exc) from None
+        return _Answer(raw)

@@ -1,0 +1,228 @@
+"""The lean request path (ocifs/s3/lean.py) answers exactly as boto3 does, against moto over
+real HTTP: the same parsed members, the same errors, the same keys on the wire, and the same
+number of attempts when the store fails (the lean attempt counts as botocore's first)."""
+
+from __future__ import annotations
+
+import datetime
+import errno
+
+import botocore.exceptions
+import pytest
+import trio
+
+from fault_proxy import FaultyServer
+from mounting import unique_bucket
+from ocifs.s3.client import make_client, parse_timestamp
+from ocifs.s3.credentials import Credentials
+from ocifs.s3.errors import StoreError
+from ocifs.s3.lean import LeanRequests, Retry
+from ocifs.s3.store import Store
+
+META = {"mode": "33188", "uid": "1000", "gid": "1000", "mtime": "1700000000"}
+WEIRD_KEYS = ["a b", "dir/ü ö", "x+y", "100%", "q?#&=", "~tilde/", "semi;colon", "a//b",
+              "tab\tin", "é" * 40]
+
+
+def client_for(server, retries: int = 2):
+    return make_client(server.endpoint_url, "us-east-1",
+                       Credentials(server.access_key, server.secret_key), path_style=True,
+                       retries=retries, connect_timeout=2, read_timeout=5, max_pool=4)
+
+
+def lean_for(client, bucket, retries: int = 2) -> LeanRequests:
+    lean = LeanRequests.for_client(client, bucket, retries, parse_timestamp,
+                                   plain_requests=True)
+    assert lean is not None
+    return lean
+
+
+@pytest.fixture(scope="module")
+def setup(moto_server):
+    server = getattr(moto_server, "server", moto_server)
+    bucket = unique_bucket("lean")
+    server.create_bucket(bucket)
+    client = client_for(server)
+    return client, lean_for(client, bucket), bucket
+
+
+def without_metadata(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+
+
+def test_head_parses_every_header_as_botocore_does(setup):
+    client, lean, bucket = setup
+    client.put_object(Bucket=bucket, Key="h", Body=b"x" * 100, Metadata=META,
+                      ContentType="text/x-test", CacheControl="no-cache",
+                      ContentEncoding="identity", ContentDisposition="inline")
+    boto = client.head_object(Bucket=bucket, Key="h")
+    ours = lean.head("h")
+    assert without_metadata(ours) == without_metadata(boto)
+    assert ours["Metadata"] == META and ours["ContentLength"] == 100
+    assert isinstance(ours["LastModified"], datetime.datetime)
+    meta = ours["ResponseMetadata"]
+    assert meta["HTTPStatusCode"] == 200 and meta["RetryAttempts"] == 0
+    assert set(meta) == set(boto["ResponseMetadata"])
+    assert set(meta["HTTPHeaders"]) == set(boto["ResponseMetadata"]["HTTPHeaders"])
+
+
+def test_head_of_a_missing_key_is_none(setup):
+    _, lean, _ = setup
+    assert lean.head("no/such/key") is None
+
+
+def test_ranged_get_matches_botocore(setup):
+    client, lean, bucket = setup
+    data = bytes(range(256)) * 64
+    client.put_object(Bucket=bucket, Key="g", Body=data, Metadata=META)
+    boto = client.get_object(Bucket=bucket, Key="g", Range="bytes=100-4195")
+    boto["Body"] = boto["Body"].read()
+    ours = lean.get("g", "bytes=100-4195")
+    assert ours["Body"] == data[100:4196]
+    assert without_metadata(ours) == without_metadata(boto)
+
+
+def test_get_of_a_missing_key_raises_what_boto3_raises(setup):
+    client, lean, bucket = setup
+    with pytest.raises(botocore.exceptions.ClientError) as boto:
+        client.get_object(Bucket=bucket, Key="missing", Range="bytes=0-9")
+    with pytest.raises(client.exceptions.NoSuchKey) as ours:
+        lean.get("missing", "bytes=0-9")
+    assert ours.value.response["Error"]["Code"] == boto.value.response["Error"]["Code"]
+    assert ours.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_put_stores_body_metadata_and_type(setup):
+    client, lean, bucket = setup
+    answer = lean.put("p", b"hello", META, "application/x-ocifs")
+    head = client.head_object(Bucket=bucket, Key="p")
+    assert answer["ETag"] == head["ETag"]
+    assert head["Metadata"] == META and head["ContentType"] == "application/x-ocifs"
+    assert client.get_object(Bucket=bucket, Key="p")["Body"].read() == b"hello"
+
+
+@pytest.mark.parametrize("key", WEIRD_KEYS)
+def test_keys_reach_the_store_as_boto3_sends_them(setup, key):
+    client, lean, bucket = setup
+    lean.put(key, key.encode(), {}, "application/octet-stream")
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=key)["Contents"]]
+    assert key in listed
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    assert lean.head(key)["ContentLength"] == len(key.encode())
+    client.delete_object(Bucket=bucket, Key=key)
+
+
+def test_requests_with_added_parameters_go_through_boto3(setup):
+    client, _, bucket = setup
+    assert LeanRequests.for_client(client, bucket, 2, parse_timestamp,
+                                   plain_requests=False) is None
+
+
+def test_no_user_agent_sends_none(setup):
+    client, _, bucket = setup
+    lean = LeanRequests.for_client(client, bucket, 2, parse_timestamp, plain_requests=True,
+                                   user_agent=False)
+    assert lean.user_agent is None
+    assert lean.head("p")["ContentLength"] == 5
+
+
+# -- failures: the attempts are the same as boto3's alone -----------------------------------
+
+@pytest.fixture(scope="module")
+def faulty(moto_server):
+    server = FaultyServer(moto_server).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxy(faulty):
+    faulty.proxy.clear()
+    yield faulty.proxy
+    faulty.proxy.clear()
+
+
+@pytest.fixture(scope="module")
+def faulty_bucket(faulty):
+    bucket = unique_bucket("leanfault")
+    faulty.create_bucket(bucket)
+    return bucket
+
+
+def store_for(faulty, bucket, retries: int) -> Store:
+    client = client_for(faulty, retries)
+    return Store(client, bucket, lean=lean_for(client, bucket, retries))
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr("ocifs.s3.retries.BASE_DELAY", 0.01)
+
+
+def test_a_retryable_failure_is_retried_through_boto3_once(faulty, proxy, faulty_bucket):
+    store = store_for(faulty, faulty_bucket, retries=2)
+    rule = proxy.error(503, "SlowDown", times=1, op="PutObject")
+    trio.run(store.put_bytes, "r", b"data", META, "text/plain")
+    assert proxy.hits(rule) == 1
+    assert len(proxy.requests("PutObject")) == 2  # the lean attempt, then boto3's
+    assert trio.run(store.head, "r")["Metadata"] == META
+
+
+def test_attempts_stop_at_retries_plus_one(faulty, proxy, faulty_bucket):
+    store = store_for(faulty, faulty_bucket, retries=2)
+    proxy.error(503, "SlowDown", times=None, op="HeadObject")
+    with pytest.raises(StoreError) as info:
+        trio.run(store.head, "r")
+    assert info.value.errno == errno.EIO
+    assert len(proxy.requests("HeadObject")) == 3
+
+
+def test_without_retries_a_failure_is_not_sent_again(faulty, proxy, faulty_bucket):
+    store = store_for(faulty, faulty_bucket, retries=0)
+    proxy.error(500, "InternalError", times=None, op="GetObject")
+    with pytest.raises(StoreError):
+        trio.run(store.get_range_tagged, "r", 0, 4)
+    assert len(proxy.requests("GetObject")) == 1
+
+
+def test_a_refusal_is_not_retried(faulty, proxy, faulty_bucket):
+    store = store_for(faulty, faulty_bucket, retries=2)
+    proxy.error(403, "AccessDenied", times=None, op="PutObject")
+    with pytest.raises(StoreError) as info:
+        trio.run(store.put_bytes, "denied", b"x", {}, "text/plain")
+    assert info.value.errno == errno.EACCES and info.value.code == "AccessDenied"
+    assert len(proxy.requests("PutObject")) == 1
+
+
+def test_a_cut_connection_is_retried(faulty, proxy, faulty_bucket):
+    store = store_for(faulty, faulty_bucket, retries=1)
+    trio.run(store.put_bytes, "cut", b"abcd", {}, "text/plain")
+    proxy.reset(times=1, op="GetObject")
+    assert trio.run(store.get_range_tagged, "cut", 0, 4)[0] == b"abcd"
+    assert len(proxy.requests("GetObject")) == 2
+
+
+def test_the_lean_path_is_used(faulty, proxy, faulty_bucket):
+    """A user agent other than boto3's would show it; here: no retry-info header, which
+    botocore adds to every request it sends itself."""
+    store = store_for(faulty, faulty_bucket, retries=1)
+    calls = []
+    store.client.meta.events.register("before-send.s3", lambda **kw: calls.append(kw))
+    trio.run(store.put_bytes, "lean", b"x", {}, "text/plain")
+    trio.run(store.head, "lean")
+    trio.run(store.get_range_tagged, "lean", 0, 1)
+    assert calls == []
+
+
+def test_a_proxied_client_sends_through_botocore_s_session(moto_server):
+    from ocifs.s3.client import Connection
+    from ocifs.s3.lean import DirectTransport
+    server = getattr(moto_server, "server", moto_server)
+    proxied = make_client(server.endpoint_url, "us-east-1",
+                          Credentials(server.access_key, server.secret_key), path_style=True,
+                          retries=1, connect_timeout=1, read_timeout=1, max_pool=2,
+                          connection=Connection(proxy="http://127.0.0.1:9"))
+    lean = lean_for(proxied, "b")
+    assert not isinstance(lean.transport, DirectTransport)
+    direct = lean_for(client_for(server), "b")
+    assert isinstance(direct.transport, DirectTransport)
