@@ -16,7 +16,8 @@ from mounting import unique_bucket
 from ocifs.s3.client import make_client, parse_timestamp
 from ocifs.s3.credentials import Credentials
 from ocifs.s3.errors import StoreError
-from ocifs.s3.lean import LeanRequests, Retry
+from ocifs.s3.lean import LeanRequests
+from ocifs.s3.requests import HeaderRule, RequestParams, request_params
 from ocifs.s3.store import Store
 
 META = {"mode": "33188", "uid": "1000", "gid": "1000", "mtime": "1700000000"}
@@ -31,8 +32,7 @@ def client_for(server, retries: int = 2):
 
 
 def lean_for(client, bucket, retries: int = 2) -> LeanRequests:
-    lean = LeanRequests.for_client(client, bucket, retries, parse_timestamp,
-                                   plain_requests=True)
+    lean = LeanRequests.for_client(client, bucket, retries, parse_timestamp)
     assert lean is not None
     return lean
 
@@ -112,16 +112,56 @@ def test_keys_reach_the_store_as_boto3_sends_them(setup, key):
     client.delete_object(Bucket=bucket, Key=key)
 
 
-def test_requests_with_added_parameters_go_through_boto3(setup):
+def test_operations_that_options_add_to_go_through_boto3(setup):
     client, _, bucket = setup
-    assert LeanRequests.for_client(client, bucket, 2, parse_timestamp,
-                                   plain_requests=False) is None
+    storage = LeanRequests.for_client(client, bucket, 2, parse_timestamp,
+                                      request_params(storage_class="standard_ia"))
+    assert not storage.serves("PutObject")
+    assert all(storage.serves(op) for op in ("HeadObject", "GetObject", "ListObjectsV2"))
+    headers = LeanRequests.for_client(client, bucket, 2, parse_timestamp,
+                                      RequestParams({}, [HeaderRule("Cache-Control", "x")]))
+    assert not headers.serves("PutObject") and headers.serves("HeadObject")
+    paged = LeanRequests.for_client(client, bucket, 2, parse_timestamp,
+                                    request_params(list_max_keys=50))
+    assert not paged.serves("ListObjectsV2") and paged.serves("PutObject")
+    payer = request_params(requester_pays=True)
+    assert LeanRequests.for_client(client, bucket, 2, parse_timestamp, payer) is None
+
+
+def test_listings_match_botocore(setup):
+    client, lean, bucket = setup
+    keys = ["l/a", "l/b b", "l/c+d", "l/sub/x", "l/sub/y", "l/ü", "l/%41", "l/z?"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"1", Metadata=META)
+    cases = [dict(prefix="l/"), dict(prefix="l/", delimiter="/"),
+             dict(prefix="l/", delimiter="/", max_keys=2),
+             dict(prefix="l/", start_after="l/b b"), dict(prefix="l/s")]
+    for case in cases:
+        boto_args = {"Bucket": bucket, "Prefix": case["prefix"]}
+        for ours, theirs in (("delimiter", "Delimiter"), ("max_keys", "MaxKeys"),
+                             ("start_after", "StartAfter")):
+            if ours in case:
+                boto_args[theirs] = case[ours]
+        assert without_metadata(lean.list(**case)) == \
+            without_metadata(client.list_objects_v2(**boto_args)), case
+
+
+def test_listing_pages_follow_the_continuation_token(setup):
+    client, lean, bucket = setup
+    seen, token = [], None
+    while True:
+        page = lean.list("l/", max_keys=3, token=token)
+        seen += [o["Key"] for o in page.get("Contents", [])]
+        if not page["IsTruncated"]:
+            break
+        token = page["NextContinuationToken"]
+    everything = client.list_objects_v2(Bucket=bucket, Prefix="l/")["Contents"]
+    assert seen == [o["Key"] for o in everything] and len(seen) > 3
 
 
 def test_no_user_agent_sends_none(setup):
     client, _, bucket = setup
-    lean = LeanRequests.for_client(client, bucket, 2, parse_timestamp, plain_requests=True,
-                                   user_agent=False)
+    lean = LeanRequests.for_client(client, bucket, 2, parse_timestamp, user_agent=False)
     assert lean.user_agent is None
     assert lean.head("p")["ContentLength"] == 5
 
@@ -211,6 +251,7 @@ def test_the_lean_path_is_used(faulty, proxy, faulty_bucket):
     trio.run(store.put_bytes, "lean", b"x", {}, "text/plain")
     trio.run(store.head, "lean")
     trio.run(store.get_range_tagged, "lean", 0, 1)
+    trio.run(store.list_dir, "")
     assert calls == []
 
 
@@ -226,3 +267,29 @@ def test_a_proxied_client_sends_through_botocore_s_session(moto_server):
     assert not isinstance(lean.transport, DirectTransport)
     direct = lean_for(client_for(server), "b")
     assert isinstance(direct.transport, DirectTransport)
+
+
+def test_a_listing_answered_200_with_an_error_is_sent_again_through_boto3(faulty, proxy,
+                                                                          faulty_bucket):
+    store = store_for(faulty, faulty_bucket, retries=2)
+    trio.run(store.put_bytes, "listed", b"x", {}, "text/plain")
+    real = store.lean.transport
+
+    class Cut:
+        status_code, content = 200, b"<?xml version='1.0'?><Error><Code>InternalError</Code>"
+
+        def __init__(self, raw):
+            self.raw, self.headers = raw, raw.headers
+
+    answers = []
+
+    def first_cut(request):
+        answer = real(request)
+        answers.append(answer)
+        return Cut(answer.raw) if len(answers) == 1 else answer
+
+    store.lean.transport = first_cut
+    objects, _ = trio.run(store.list_dir, "")
+    assert "listed" in [o["Key"] for o in objects]
+    assert len(answers) == 1  # then boto3's own request
+    assert len(proxy.requests("ListObjectsV2")) == 2

@@ -214,8 +214,7 @@ def build_store(spec: MountSpec, retries: int | None = None) -> Store:
                          retries, opts.connect_timeout, opts.readwrite_timeout,
                          max_pool=opts.max_thread_count + opts.parallel_count,
                          connection=connection_for(opts, params))
-    lean = LeanRequests.for_client(client, spec.bucket, retries, parse_timestamp,
-                                   plain_requests=not params.params and not params.header_rules,
+    lean = LeanRequests.for_client(client, spec.bucket, retries, parse_timestamp, params,
                                    user_agent=not opts.noua)
     return Store(client, spec.bucket, spec.prefix, max_threads=opts.max_thread_count,
                  multipart_size=opts.multipart_size * MiB,

@@ -22,8 +22,9 @@ output members.  What stays botocore's:
   the pause the mount's retry pacing gives a first failure, with this attempt counted
   (:func:`ocifs.s3.retries.attempts_already_made`).
 
-Only requests that carry nothing beyond their own parameters go this way: a mount with SSE,
-requester-pays, a storage class or ``ahbe_conf`` headers sends everything through boto3.
+Only operations that carry nothing beyond their own parameters go this way: one that a
+mount's per-request options add to (SSE-C keys to HEAD and GET, a storage class to PUT,
+``ahbe_conf`` headers, requester-pays, a listing page size) goes through boto3.
 """
 
 from __future__ import annotations
@@ -31,15 +32,18 @@ from __future__ import annotations
 import logging
 import time
 import urllib.parse
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from botocore.awsrequest import AWSRequest
 import botocore.exceptions
 from botocore.parsers import RestXMLParser
 from botocore.retries import standard
-from botocore.utils import percent_encode
+import botocore.handlers
+from botocore.utils import percent_encode, percent_encode_sequence
 import urllib3.exceptions
 
+from ocifs.s3.listparse import compile_shape, parse_listing_body
+from ocifs.s3.requests import RequestParams
 from ocifs.s3.retries import PacedRetry, attempts_already_made
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,9 @@ PRIVATE_ATTRIBUTES = (
     ("parser", "_parse_shape"),         # one header value into its member
 )
 MAX_BODY = 1024 * 1024  # bigger PUTs go through boto3 (Expect: 100-continue, streaming)
-OPERATIONS = ("HeadObject", "GetObject", "PutObject")
+OPERATIONS = ("HeadObject", "GetObject", "PutObject", "ListObjectsV2")
+# botocore adds these to every ListObjectsV2 and decodes the keys of the answer
+LIST_QUERY = (("list-type", "2"), ("encoding-type", "url"))
 PROBE_KEY = "K"  # the key of the presigned URL the object URLs' prefix is taken from
 
 # Called once per lean attempt: (op, key, perf_counter at start, body length, the AWSResponse
@@ -131,9 +137,11 @@ class LeanRequests:
     """
 
     def __init__(self, client: Any, bucket: str, retries: int,
-                 timestamp_parser: Callable[[str], Any]) -> None:
+                 timestamp_parser: Callable[[str], Any],
+                 operations: Iterable[str] = OPERATIONS) -> None:
         self.client = client
         self.bucket = bucket
+        self.operations = frozenset(operations)
         self.observer: Observer | None = None
         url = client.generate_presigned_url("head_object",
                                             Params={"Bucket": bucket, "Key": PROBE_KEY})
@@ -141,6 +149,9 @@ class LeanRequests:
         if not base.endswith("/" + PROBE_KEY):
             raise ValueError(f"unexpected object URL {base}")
         self.base = base[:-len(PROBE_KEY)]
+        # Path style: ``/bucket``, as botocore sends it; virtual hosts: ``/``.
+        origin_end = self.base.index("/", self.base.index("://") + 3)
+        self.bucket_url = self.base if self.base[origin_end:] == "/" else self.base[:-1]
         self.signer = client._request_signer
         self.http = client._endpoint.http_session
         try:
@@ -148,30 +159,39 @@ class LeanRequests:
         except ValueError:
             self.transport = lambda request: self.http.send(request.prepare())
         self.config = client.meta.config
-        self.user_agent = client._user_agent_creator.to_string()
+        self.user_agent: str | None = client._user_agent_creator.to_string()
         self.parser = RestXMLParser(timestamp_parser=timestamp_parser)
         model = client.meta.service_model
         self.models = {op: model.operation_model(op) for op in OPERATIONS}
         self.parses = {op: HeaderParse(self.models[op].output_shape, self.parser)
                        for op in OPERATIONS}
+        self.list_body = compile_shape(self.models["ListObjectsV2"].output_shape,
+                                       timestamp_parser)
         self.retry = PacedRetry(retries)
 
     @classmethod
     def for_client(cls, client: Any, bucket: str, retries: int,
-                   timestamp_parser: Callable[[str], Any], plain_requests: bool,
+                   timestamp_parser: Callable[[str], Any],
+                   params: RequestParams | None = None,
                    user_agent: bool = True) -> "LeanRequests | None":
-        """The lean path, or None when this mount's requests need botocore's whole pipeline
-        (``plain_requests`` False: per-request parameters or headers are added by events)."""
-        if not plain_requests:
+        """The lean path of the operations ``params`` (the mount's per-request options)
+        adds nothing to, or None when botocore's whole pipeline is needed for every one."""
+        model = client.meta.service_model
+        operations = [op for op in OPERATIONS
+                      if params is None or not params.applies_to(model.operation_model(op))]
+        if not operations:
             return None
         try:
-            lean = cls(client, bucket, retries, timestamp_parser)
+            lean = cls(client, bucket, retries, timestamp_parser, operations)
         except (AttributeError, ValueError, botocore.exceptions.BotoCoreError) as exc:
             log.debug("requests all go through boto3: %s", exc)
             return None
         if not user_agent:
             lean.user_agent = None
         return lean
+
+    def serves(self, op: str) -> bool:
+        return op in self.operations
 
     # -- the operations -------------------------------------------------------------------
 
@@ -197,14 +217,33 @@ class LeanRequests:
         status, answer, _ = self._send("PutObject", "PUT", key, headers, body)
         return self.parses["PutObject"](status, answer)
 
+    def list(self, prefix: str, delimiter: str | None = None, max_keys: int | None = None,
+             start_after: str | None = None, token: str | None = None) -> dict:
+        """One page of ListObjectsV2, as boto3 returns it (keys URL-decoded)."""
+        query = [*LIST_QUERY, ("prefix", prefix)]
+        for name, value in (("delimiter", delimiter), ("max-keys", max_keys),
+                            ("start-after", start_after), ("continuation-token", token)):
+            if value is not None:
+                query.append((name, str(value)))
+        url = self.bucket_url + "?" + percent_encode_sequence(query)
+        status, headers, body = self._send("ListObjectsV2", "GET", prefix, {}, b"", url=url)
+        parsed = parse_listing_body(body, self.list_body)
+        if parsed is None:  # cut short, or an error sent with 200: botocore retries it
+            log.info("ListObjectsV2 answered 200 without a listing: sent again through boto3")
+            raise Retry("ListObjectsV2")
+        parsed.update(self.parses["ListObjectsV2"](status, headers))
+        botocore.handlers.decode_list_object_v2(parsed, {"encoding_type_auto_set": True})
+        return parsed
+
     # -- one attempt ----------------------------------------------------------------------
 
     def _send(self, op: str, method: str, key: str, headers: dict[str, str], body: bytes,
-              accept_404: bool = False) -> tuple[int, Any, bytes]:
+              accept_404: bool = False, url: str | None = None) -> tuple[int, Any, bytes]:
         if self.user_agent is not None:
             headers["User-Agent"] = self.user_agent
-        request = AWSRequest(method, self.base + percent_encode(key, safe="/~"),
-                             headers=headers, data=body)
+        if url is None:
+            url = self.base + percent_encode(key, safe="/~")
+        request = AWSRequest(method, url, headers=headers, data=body)
         request.context["client_config"] = self.config
         if op == "PutObject":
             request.context["has_streaming_input"] = True

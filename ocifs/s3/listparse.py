@@ -104,6 +104,16 @@ def _compile_structure(shape: Any, timestamp: Callable[[str], Any]) -> Parse:
     return parse_structure
 
 
+def parse_listing_body(body: bytes, parse: Parse) -> dict[str, Any] | None:
+    """The members of a ListObjectsV2 body, or None when it is not a ``ListBucketResult``
+    (cut short, or an ``<Error>`` sent with 200: what botocore retries as a 500)."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return None
+    return parse(root) if _local(root.tag) == ROOT_TAG else None
+
+
 def install_fast_listing(client: Any, timestamp: Callable[[str], Any]) -> bool:
     """Parse this client's ListObjectsV2 responses with the compiled walker.
 

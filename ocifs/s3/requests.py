@@ -19,6 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+HEADER_OPERATIONS = ("PutObject", "CreateMultipartUpload", "CopyObject")  # ahbe_conf's
 STORAGE_CLASSES = ("standard", "standard_ia", "onezone_ia", "reduced_redundancy",
                    "intelligent_tiering", "glacier", "glacier_ir", "deep_archive")
 
@@ -51,6 +52,12 @@ class RequestParams:
     params: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     header_rules: list[HeaderRule] = dataclasses.field(default_factory=list)
 
+    def applies_to(self, operation: Any) -> bool:
+        """Whether anything here is added to ``operation`` (a botocore OperationModel)."""
+        members = operation.input_shape.members if operation.input_shape is not None else {}
+        return (any(name in members for name in self.params)
+                or (bool(self.header_rules) and operation.name in HEADER_OPERATIONS))
+
     def install(self, client: Any) -> None:
         """Register the handlers on ``client``'s own event system."""
         if self.params:
@@ -66,7 +73,7 @@ class RequestParams:
                 params.setdefault(name, value)
 
     def _remember_key(self, params: dict, model: Any, context: dict, **_: Any) -> None:
-        if model.name in ("PutObject", "CreateMultipartUpload", "CopyObject") and "Key" in params:
+        if model.name in HEADER_OPERATIONS and "Key" in params:
             context["ocifs_key"] = params["Key"]
 
     def _add_headers(self, params: dict, context: dict, **_: Any) -> None:

@@ -142,6 +142,10 @@ class Store(ObjectStore):
         return await trio.to_thread.run_sync(call, limiter=limiter or self.limiter,
                                              abandon_on_cancel=True)
 
+    def _lean(self, op: str) -> LeanRequests | None:
+        """The lean path, when it serves ``op`` on this mount."""
+        return self.lean if self.lean is not None and self.lean.serves(op) else None
+
     # -- checks ---------------------------------------------------------------------------
 
     def check_bucket_sync(self) -> dict[str, str]:
@@ -158,9 +162,10 @@ class Store(ObjectStore):
     def _head_sync(self, key: str) -> dict | None:
         """HeadObject, or None when there is no such object (blocking: in a worker thread)."""
         try:
-            if self.lean is not None:
+            lean = self._lean("HeadObject")
+            if lean is not None:
                 return with_lean_attempt(
-                    lambda: self.lean.head(key),
+                    lambda: lean.head(key),
                     lambda: self.client.head_object(Bucket=self.bucket, Key=key))
             return self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
@@ -221,39 +226,59 @@ class Store(ObjectStore):
 
         return await self._run(f"HEAD {len(keys)} objects", head_all, limiter=self.batch_limiter)
 
+    def _list_page(self, prefix: str, delimiter: str | None = None, max_keys: int | None = None,
+                   start_after: str | None = None, token: str | None = None) -> dict:
+        """One ListObjectsV2 page (blocking: in a worker thread)."""
+        def boto_list() -> dict:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            for name, value in (("Delimiter", delimiter), ("MaxKeys", max_keys),
+                                ("StartAfter", start_after), ("ContinuationToken", token)):
+                if value is not None:
+                    kwargs[name] = value
+            return self.client.list_objects_v2(**kwargs)
+        lean = self._lean("ListObjectsV2")
+        if lean is None:
+            return boto_list()
+        return with_lean_attempt(
+            lambda: lean.list(prefix, delimiter, max_keys, start_after, token), boto_list)
+
+    def _list_all(self, prefix: str, delimiter: str | None = None,
+                  start_after: str | None = None) -> tuple[list[dict], list[str]]:
+        """Every page: (objects, common prefixes)."""
+        objects: list[dict] = []
+        prefixes: list[str] = []
+        token = None
+        while True:
+            page = self._list_page(prefix, delimiter, start_after=start_after, token=token)
+            objects.extend(page.get("Contents", []))
+            prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+            if not page.get("IsTruncated"):
+                return objects, prefixes
+            token = page["NextContinuationToken"]
+
     async def list_dir(self, prefix: str, max_keys: int | None = None,
                        start_after: str | None = None) -> tuple[list[dict], list[str]]:
         """ListObjectsV2 with delimiter "/", all pages: (objects, common prefixes); only keys
-        after ``start_after`` when given."""
+        after ``start_after`` when given; only the first page of ``max_keys`` when given."""
         def list_all() -> tuple[list[dict], list[str]]:
-            objects: list[dict] = []
-            prefixes: list[str] = []
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
             if max_keys:
-                kwargs["MaxKeys"] = max_keys
-            if start_after:
-                kwargs["StartAfter"] = start_after
-            while True:
-                page = self.client.list_objects_v2(**kwargs)
-                objects.extend(page.get("Contents", []))
-                prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
-                if max_keys or not page.get("IsTruncated"):
-                    return objects, prefixes
-                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+                page = self._list_page(prefix, "/", max_keys, start_after)
+                return (page.get("Contents", []),
+                        [p["Prefix"] for p in page.get("CommonPrefixes", [])])
+            return self._list_all(prefix, "/", start_after)
         return await self._run(f"LIST {prefix}", list_all)
 
     async def list_subtree_page(self, prefix: str) -> tuple[list[dict], bool]:
         """The first page of every key under ``prefix`` (no delimiter): (objects, whether
         there are more)."""
         def list_page() -> tuple[list[dict], bool]:
-            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+            page = self._list_page(prefix)
             return page.get("Contents", []), bool(page.get("IsTruncated"))
         return await self._run(f"LIST {prefix}", list_page)
 
     async def list_recursive(self, prefix: str) -> list[dict]:
         """Every object under ``prefix`` (no delimiter), all pages."""
-        return await self._run(f"LIST {prefix}", self._all_pages, "list_objects_v2", prefix,
-                               "Contents")
+        return await self._run(f"LIST {prefix}", lambda: self._list_all(prefix)[0])
 
     async def get_range_tagged(self, key: str, start: int, length: int) -> tuple[bytes, str | None]:
         """Bytes ``[start, start+length)`` of ``key`` (fewer at its end) and the ETag of the
@@ -268,8 +293,8 @@ class Store(ObjectStore):
             return response
 
         def get() -> tuple[bytes, str | None]:
-            if self.lean is not None:
-                lean = self.lean
+            lean = self._lean("GetObject")
+            if lean is not None:
                 response = with_lean_attempt(lambda: lean.get(key, wanted), boto_get)
             else:
                 response = boto_get()
@@ -302,8 +327,8 @@ class Store(ObjectStore):
         def boto_put() -> dict:
             return self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
                                           Metadata=metadata, ContentType=content_type)
-        if self.lean is not None and isinstance(body, bytes) and len(body) <= MAX_BODY:
-            lean = self.lean
+        lean = self._lean("PutObject")
+        if lean is not None and isinstance(body, bytes) and len(body) <= MAX_BODY:
             return with_lean_attempt(lambda: lean.put(key, body, metadata, content_type),
                                      boto_put)
         return boto_put()
@@ -328,7 +353,7 @@ class Store(ObjectStore):
                        content_type: str) -> dict:
         """One PutObject of the first ``size`` bytes of local file ``fd`` (read in chunks)."""
         def put() -> dict:
-            if self.lean is not None and size <= MAX_BODY:
+            if self._lean("PutObject") is not None and size <= MAX_BODY:
                 return self._put_sync(key, _read_range(fd, size), metadata, content_type)
             with _file_range(fd, 0, size) as body:
                 return self._put_sync(key, body, metadata, content_type)
