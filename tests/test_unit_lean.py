@@ -92,6 +92,14 @@ def test_get_of_a_missing_key_raises_what_boto3_raises(setup):
     assert ours.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
+def test_delete_removes_and_a_missing_key_is_no_error(setup):
+    client, lean, bucket = setup
+    client.put_object(Bucket=bucket, Key="d", Body=b"1")
+    assert lean.delete("d")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert lean.head("d") is None
+    lean.delete("d")
+
+
 def test_put_stores_body_metadata_and_type(setup):
     client, lean, bucket = setup
     answer = lean.put("p", b"hello", META, "application/x-ocifs")
@@ -252,7 +260,9 @@ def test_the_lean_path_is_used(faulty, proxy, faulty_bucket):
     trio.run(store.head, "lean")
     trio.run(store.get_range_tagged, "lean", 0, 1)
     trio.run(store.list_dir, "")
+    trio.run(store.delete, "lean")
     assert calls == []
+    assert trio.run(store.head, "lean") is None
 
 
 def test_a_proxied_client_sends_through_botocore_s_session(moto_server):

@@ -1,4 +1,5 @@
-"""HEAD, ranged GET and small PUT sent without botocore's per-request pipeline.
+"""HEAD, ranged GET, small PUT, DELETE and listings sent without botocore's per-request
+pipeline.
 
 A boto3 call spends most of its client CPU on work that is the same for every request of a
 mount: validating and serializing parameters through the model, resolving the endpoint
@@ -62,7 +63,7 @@ PRIVATE_ATTRIBUTES = (
     ("parser", "_parse_shape"),         # one header value into its member
 )
 MAX_BODY = 1024 * 1024  # bigger PUTs go through boto3 (Expect: 100-continue, streaming)
-OPERATIONS = ("HeadObject", "GetObject", "PutObject", "ListObjectsV2")
+OPERATIONS = ("HeadObject", "GetObject", "PutObject", "DeleteObject", "ListObjectsV2")
 # botocore adds these to every ListObjectsV2 and decodes the keys of the answer
 LIST_QUERY = (("list-type", "2"), ("encoding-type", "url"))
 PROBE_KEY = "K"  # the key of the presigned URL the object URLs' prefix is taken from
@@ -216,6 +217,11 @@ class LeanRequests:
             headers["x-amz-meta-" + name] = value
         status, answer, _ = self._send("PutObject", "PUT", key, headers, body)
         return self.parses["PutObject"](status, answer)
+
+    def delete(self, key: str) -> dict:
+        """DeleteObject (S3 answers 204 whether or not the key existed)."""
+        status, headers, _ = self._send("DeleteObject", "DELETE", key, {}, b"")
+        return self.parses["DeleteObject"](status, headers)
 
     def list(self, prefix: str, delimiter: str | None = None, max_keys: int | None = None,
              start_after: str | None = None, token: str | None = None) -> dict:

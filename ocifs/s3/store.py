@@ -343,7 +343,15 @@ class Store(ObjectStore):
 
     async def delete(self, key: str) -> None:
         """DeleteObject (one at a time: DeleteObjects needs a checksum OCI may refuse)."""
-        await self._run(f"DELETE {key}", self.client.delete_object, Bucket=self.bucket, Key=key)
+        def delete() -> None:
+            def boto_delete() -> dict:
+                return self.client.delete_object(Bucket=self.bucket, Key=key)
+            lean = self._lean("DeleteObject")
+            if lean is None:
+                boto_delete()
+            else:
+                with_lean_attempt(lambda: lean.delete(key), boto_delete)
+        await self._run(f"DELETE {key}", delete)
 
     # -- multipart uploads ----------------------------------------------------------------
     # The write-back path (ocifs.upload.writeback) drives these one part at a time, so it can upload
