@@ -303,3 +303,52 @@ def test_a_listing_answered_200_with_an_error_is_sent_again_through_boto3(faulty
     assert "listed" in [o["Key"] for o in objects]
     assert len(answers) == 1  # then boto3's own request
     assert len(proxy.requests("ListObjectsV2")) == 2
+
+
+def _recorded(lean):
+    """The headers of each request the lean path sends."""
+    sent = []
+    real = lean.transport
+
+    def record(request):
+        sent.append(dict(request.headers.items()))
+        return real(request)
+    lean.transport = record
+    return sent
+
+
+def _client(server, credentials, **connection):
+    from ocifs.s3.client import Connection
+    return make_client(server.endpoint_url, "us-east-1", credentials, path_style=True,
+                       retries=1, connect_timeout=2, read_timeout=5, max_pool=2,
+                       connection=Connection(**connection))
+
+
+def test_signing_follows_the_client_s_settings(moto_server, setup):
+    """The client's signer decides: session tokens, unsigned payloads, anonymous requests."""
+    from ocifs.s3.credentials import ANONYMOUS
+    server = getattr(moto_server, "server", moto_server)
+    _, _, bucket = setup
+    token = lean_for(_client(server, Credentials(server.access_key, server.secret_key,
+                                                 session_token="TOKEN")), bucket)
+    sent = _recorded(token)
+    token.put("signed", b"abc", {}, "text/plain")
+    assert sent[-1]["X-Amz-Security-Token"] == "TOKEN"
+    assert sent[-1]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+    assert sent[-1]["X-Amz-Content-SHA256"] != "UNSIGNED-PAYLOAD"  # http: bodies are signed
+
+    unsigned = lean_for(_client(server, Credentials(server.access_key, server.secret_key),
+                                unsigned_payload=True), bucket)
+    sent = _recorded(unsigned)
+    unsigned.put("unsigned", b"abc", {}, "text/plain")
+    assert sent[-1]["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+
+    plain = _client(server, ANONYMOUS, unsigned=True)
+    anonymous = lean_for(plain, bucket)
+    sent = _recorded(anonymous)
+    with pytest.raises(botocore.exceptions.ClientError) as ours:  # moto: a private bucket
+        anonymous.head("signed")
+    with pytest.raises(botocore.exceptions.ClientError) as boto:
+        plain.head_object(Bucket=bucket, Key="signed")
+    assert ours.value.response["Error"] == boto.value.response["Error"]
+    assert "Authorization" not in sent[-1]
