@@ -4,6 +4,7 @@ number of attempts when the store fails (the lean attempt counts as botocore's f
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 
@@ -352,3 +353,17 @@ def test_signing_follows_the_client_s_settings(moto_server, setup):
         plain.head_object(Bucket=bucket, Key="signed")
     assert ours.value.response["Error"] == boto.value.response["Error"]
     assert "Authorization" not in sent[-1]
+
+
+def test_metadata_that_is_not_ascii_goes_through_boto3(faulty, proxy, faulty_bucket):
+    def outcome(store):
+        try:
+            trio.run(store.put_bytes, "meta", b"x", {"name": "\u00e9"}, "text/plain")
+            return "stored"
+        except StoreError as exc:
+            return exc.errno
+    lean_store = store_for(faulty, faulty_bucket, retries=1)
+    sent = _recorded(lean_store.lean)
+    plain = Store(client_for(faulty, 1), faulty_bucket)
+    assert outcome(lean_store) == outcome(plain)
+    assert sent == []

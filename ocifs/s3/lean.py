@@ -8,15 +8,16 @@ member of the output shape (about 50 for HeadObject) through a case-insensitive 
 cold ``ls -l`` is one HEAD per entry and a small file is a HEAD, a LIST and a PUT, so that
 CPU is what those workloads cost.
 
-:class:`LeanRequests` sends the common requests with what can be decided once decided once:
+:class:`LeanRequests` sends the common requests with what can be decided once:
 the object URL's prefix (from botocore's own endpoint resolution, through a presigned URL),
 the User-Agent, and for each operation the map from the headers it answers with to its
 output members.  What stays botocore's:
 
 - **signing**: the client's own request signer (credentials, their refresh, UNSIGNED,
   payload signing rules);
-- **the connection**: the client's own HTTP session (pool, TLS verification, client
-  certificate, proxies, timeouts);
+- **the connection**: the client's own urllib3 pool with its TLS verification, client
+  certificate and timeouts (:class:`DirectTransport`; through a proxy, the client's own
+  ``send``), and botocore's exceptions for what goes wrong on it;
 - **converting values and errors**: the client's REST-XML parser turns each header into its
   member and an error answer into the same ``ClientError`` a boto3 call raises;
 - **retries**: a failure botocore would retry is retried by the boto3 call itself, after
@@ -76,6 +77,10 @@ Observer = Callable[[str, str, float, int, Any, "dict | None", "BaseException | 
 
 class Retry(Exception):
     """The lean attempt failed in a way botocore retries: send the call through boto3."""
+
+
+class NotLean(Exception):
+    """This call is one the lean path does not send (nothing was sent): boto3 sends it."""
 
 
 class HeaderParse:
@@ -212,6 +217,8 @@ class LeanRequests:
 
     def put(self, key: str, body: bytes, metadata: dict[str, str], content_type: str) -> dict:
         """PutObject of ``body`` (at most :data:`MAX_BODY` bytes) with user metadata."""
+        if not all(value.isascii() for value in metadata.values()):
+            raise NotLean("metadata that is not ASCII")  # boto3 knows how to refuse it
         headers = {"Content-Type": content_type}
         for name, value in metadata.items():
             headers["x-amz-meta-" + name] = value
@@ -234,7 +241,8 @@ class LeanRequests:
         url = self.bucket_url + "?" + percent_encode_sequence(query)
         status, headers, body = self._send("ListObjectsV2", "GET", prefix, {}, b"", url=url)
         parsed = parse_listing_body(body, self.list_body)
-        if parsed is None:  # cut short, or an error sent with 200: botocore retries it
+        if parsed is None:  # cut short, or an error sent with 200: botocore retries it (also
+            # with retries=0: too rare to parse its error here)
             log.info("ListObjectsV2 answered 200 without a listing: sent again through boto3")
             raise Retry("ListObjectsV2")
         parsed.update(self.parses["ListObjectsV2"](status, headers))
@@ -302,15 +310,15 @@ def _reason(response: Any, parsed: dict | None, exception: BaseException | None)
 
 
 def with_lean_attempt(lean_call: Callable[[], Any], boto_call: Callable[[], Any]) -> Any:
-    """``lean_call()``; when it asks for a retry, ``boto_call()`` with its attempt counted."""
+    """``lean_call()``; when it asks for a retry, ``boto_call()`` with its attempt counted
+    (and ``boto_call()`` alone for a call the lean path does not send)."""
     try:
         return lean_call()
+    except NotLean:
+        return boto_call()
     except Retry:
         with attempts_already_made(1):
             return boto_call()
-
-
-
 
 
 class _Answer:
