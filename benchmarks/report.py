@@ -21,9 +21,11 @@ if __package__ in (None, ""):
 from benchmarks.targets import FS_TARGETS  # noqa: E402
 from benchmarks.workloads import METRICS, RSS_METRICS  # noqa: E402
 
-ORDER = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "boto3", "local")
-COLORS = {"ocifs": "#1f77b4", "ocifs-ref": "#aec7e8", "ocifs-fl": "#17becf", "ocifs-metrics": "#9edae5", "s3fs": "#ff7f0e", "rclone": "#2ca02c", "boto3": "#7f7f7f",
-          "local": "#9467bd"}
+ORDER = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "rclone-new",
+         "boto3", "local")
+COLORS = {"ocifs": "#1f77b4", "ocifs-ref": "#aec7e8", "ocifs-fl": "#17becf",
+          "ocifs-metrics": "#9edae5", "s3fs": "#ff7f0e", "rclone": "#2ca02c",
+          "rclone-new": "#98df8a", "boto3": "#7f7f7f", "local": "#9467bd"}
 
 
 def median_of(reps: list[dict], metric: str) -> float | None:

