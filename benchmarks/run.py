@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--server-pid", type=int, default=None,
                    help="with --server url: a local server process whose CPU time to report")
     g.add_argument("--latency-ms", default="0,10", type=lambda s: [float(x) for x in csv(s)],
-                   help="comma list of per-direction delays; 0 = no proxy (default: 0,10)")
+                   help="comma list of per-direction delays; 0 = a pass-through proxy that only "
+                        "counts requests (default: 0,10)")
+    g.add_argument("--no-count-proxy", action="store_true",
+                   help="at 0 ms, talk to the server straight, with no counting proxy (no request "
+                        "counts then; the aof workload still gets its proxy)")
     g = ap.add_argument_group("what to run")
     g.add_argument("--targets", type=csv, default=list(ALL_TARGETS),
                    help=f"comma list of {','.join(ALL_TARGETS)} (default: all; missing tools are skipped)")
@@ -281,18 +285,26 @@ def _save(args: argparse.Namespace, results: dict, elapsed: float) -> Path:
 def run_latency(args, latency: float, targets: list[str], params: Params, direct: Endpoint,
                 checker_client, pattern: Pattern, pattern_file: Path, scratch_root: Path,
                 run_id: str, notes: list[str], server_pid: int | None = None) -> dict:
-    proxy = None
-    endpoint = direct
-    if latency > 0 or "aof" in args.workloads:  # aof counts the bytes sent, even at 0 ms
-        u = urlparse(direct.url)
-        proxy = LatencyProxy(u.hostname or "127.0.0.1", u.port or 80, latency).start()
-        endpoint = Endpoint(proxy.url, direct.access_key, direct.secret_key, direct.region)
-        log(args, f"latency proxy: {proxy.url} -> {direct.url}, +{latency:g} ms each way")
-    run: dict = {"latency_ms": latency, "results": {w: {} for w in args.workloads}, "errors": []}
+    # Every target but local talks to the server through a proxy of its own, which delays
+    # (latency > 0) and counts the bytes and HTTP requests it sends (at 0 ms too, as a plain
+    # pass-through), so that each target's requests are its own even when several are mounted.
+    use_proxy = latency > 0 or not args.no_count_proxy or "aof" in args.workloads
+    u = urlparse(direct.url)
+    proxies: dict[str, LatencyProxy] = {}
+    run: dict = {"latency_ms": latency, "results": {w: {} for w in args.workloads}, "errors": [],
+                 "counted": use_proxy}
     made = []
     try:
         ctxs = {}
         for name in targets:
+            proxy = None
+            endpoint = direct
+            if use_proxy and name != "local":
+                proxy = proxies[name] = LatencyProxy(u.hostname or "127.0.0.1", u.port or 80,
+                                                     latency).start()
+                endpoint = Endpoint(proxy.url, direct.access_key, direct.secret_key,
+                                    direct.region)
+                log(args, f"{name}: proxy {proxy.url} -> {direct.url}, +{latency:g} ms each way")
             workdir = scratch_root / f"{int(latency)}ms-{name}"
             bucket = f"bench-{run_id}-{int(latency)}-{name}"
             if name != "local":
@@ -357,7 +369,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
     finally:
         for t in made:
             _force_unmount(t)
-        if proxy is not None:
+        for proxy in proxies.values():
             proxy.stop()
         for t in made:  # the buckets are only ours on a server we did not start
             if args.server == "url" and t.name != "local":
