@@ -359,7 +359,8 @@ class RcloneTarget(Target):
     def binary(self) -> str:
         path = wheel_rclone() if self.name == "rclone-new" else system_rclone()
         if path is None:
-            raise RuntimeError(f"{self.name}: no rclone binary ({', '.join(missing_tools(self.name))})")
+            missing = ", ".join(missing_tools(self.name))
+            raise RuntimeError(f"{self.name}: no rclone binary ({missing})")
         return str(path)
 
     def env(self) -> dict[str, str]:
@@ -381,7 +382,8 @@ class RcloneTarget(Target):
         cache = self.workdir / "rclone-cache"
         shutil.rmtree(cache, ignore_errors=True)  # a fresh mount starts with an empty cache
         (self.workdir / "rclone.conf").touch()
-        argv = [self.binary(), "mount", f"{self.REMOTE.lower()}:{self.bucket}", str(self.mountpoint),
+        argv = [self.binary(), "mount", f"{self.REMOTE.lower()}:{self.bucket}",
+                str(self.mountpoint),
                 "--vfs-cache-mode", "writes", "--cache-dir", str(cache),
                 "--log-file", str(self.workdir / "rclone.log"), "--log-level", "NOTICE",
                 *self.extra_options]

@@ -346,14 +346,16 @@ def peak_rss(ctx: Ctx) -> float | None:
     if now["proxy"] is not None and mark.get("proxy") is not None:
         before, after = mark["proxy"], now["proxy"]
         window["requests"] = after["requests"] - before["requests"]
-        window["kinds"] = {k: n - before["kinds"].get(k, 0) for k, n in sorted(after["kinds"].items())
+        window["kinds"] = {k: n - before["kinds"].get(k, 0)
+                           for k, n in sorted(after["kinds"].items())
                            if n - before["kinds"].get(k, 0)}
         window["sent_bytes"] = after["bytes"] - before["bytes"]
         if after.get("cpu_s") is not None and before.get("cpu_s") is not None:
             window["proxy"] = round(after["cpu_s"] - before["cpu_s"], 3)  # relaying's CPU
         if after["uncounted"] != before["uncounted"]:
-            ctx.notes.append(f"{ctx.name}: {after['uncounted'] - before['uncounted']} connection(s) "
-                             "the proxy could not follow as HTTP/1.1: its request count is low")
+            lost = after["uncounted"] - before["uncounted"]
+            ctx.notes.append(f"{ctx.name}: {lost} connection(s) the proxy could not follow as "
+                             "HTTP/1.1: its request count is low")
     ctx.cpu.append(window)
     return ctx.target.peak_rss_mib()
 

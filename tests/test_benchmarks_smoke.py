@@ -63,8 +63,9 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
 
     data = json.loads((out / "smoke.json").read_text())
     assert data["meta"]["skipped_targets"] == {}
-    assert data["meta"]["versions"]["rclone-new"].startswith("rclone v1.75"), data["meta"]["versions"]
-    assert data["meta"]["versions"]["rclone"] != data["meta"]["versions"]["rclone-new"]
+    versions = data["meta"]["versions"]
+    assert versions["rclone-new"].startswith("rclone v1.75"), versions
+    assert versions["rclone"] != versions["rclone-new"]
     assert len(data["runs"]) == 1
     run = data["runs"][0]
     assert run["latency_ms"] == 5
@@ -109,7 +110,8 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
     small = run["results"]["create_small"]
     for target in mounted + ["boto3"]:  # 20 files: at least 20 PUTs each
         if target in small:
-            assert small[target][0]["cpu_s"][0]["kinds"].get("PUT", 0) >= 20, (target, small[target])
+            kinds = small[target][0]["cpu_s"][0]["kinds"]
+            assert kinds.get("PUT", 0) >= 20, (target, kinds)
 
     md = (out / "smoke.md").read_text()
     assert "| workload | ocifs | ocifs-fl | s3fs |" in md
