@@ -68,16 +68,21 @@ def median_cpu(reps: list[dict], who: str) -> float | None:
 def cpu_rows(run: dict) -> list[tuple[str, dict[str, tuple[float | None, float | None]]]]:
     """(workload label, target → (filesystem CPU s, server CPU s)) for workloads that have them."""
     rows = []
-    seen = set()
-    for (wl, _metric), (label, _unit, _better) in METRICS.items():
-        if wl in seen or wl not in run["results"]:
-            continue
-        seen.add(wl)
+    for wl, label, results in _workloads(run):
         cells = {t: (median_cpu(reps, "fs"), median_cpu(reps, "server"))
-                 for t, reps in run["results"][wl].items()}
+                 for t, reps in results.items()}
         if any(v is not None for pair in cells.values() for v in pair):
             rows.append((_window_label(wl, label), cells))
     return rows
+
+
+def _workloads(run: dict) -> list[tuple[str, str, dict]]:
+    """(workload, its first metric's label, its results by target), each workload once."""
+    found: dict[str, tuple[str, str, dict]] = {}
+    for (wl, _metric), (label, _unit, _better) in METRICS.items():
+        if wl not in found and wl in run["results"]:
+            found[wl] = (wl, label, run["results"][wl])
+    return list(found.values())
 
 
 def _first_windows(reps: list[dict]) -> list[dict]:
@@ -106,13 +111,9 @@ def request_rows(run: dict) -> list[tuple[str, dict[str, tuple[float | None, dic
     """(workload label, target → (requests, kinds, client CPU ms per request)), for workloads
     whose requests were counted."""
     rows = []
-    seen = set()
-    for (wl, _metric), (label, _unit, _better) in METRICS.items():
-        if wl in seen or wl not in run["results"]:
-            continue
-        seen.add(wl)
+    for wl, label, results in _workloads(run):
         cells = {}
-        for t, reps in run["results"][wl].items():
+        for t, reps in results.items():
             n, kinds = median_requests(reps)
             cells[t] = (n, kinds, median_cpu_per_request_ms(reps))
         if any(c[0] is not None for c in cells.values()):

@@ -220,6 +220,23 @@ def faulty_moto(moto_server):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def faulty_moto_module(moto_server):
+    """moto behind tests/fault_proxy.py, one proxy for a whole module (``fault_proxy`` gives a
+    test that proxy without faults or counts from the tests before)."""
+    server = FaultyServer(moto_server).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fault_proxy(faulty_moto_module):
+    """The module's fault proxy, cleared before and after the test."""
+    faulty_moto_module.proxy.clear()
+    yield faulty_moto_module.proxy
+    faulty_moto_module.proxy.clear()
+
+
 @pytest.fixture
 def faulty_seaweed(seaweed_server):
     """SeaweedFS behind tests/fault_proxy.py (a fresh proxy per test)."""

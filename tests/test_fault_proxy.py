@@ -9,38 +9,24 @@ import time
 import botocore.exceptions
 import pytest
 
-from fault_proxy import FaultyServer, operation
+from fault_proxy import operation
 from mounting import unique_bucket
 from ocifs.s3.credentials import Credentials
 from ocifs.s3.client import make_client
 
 
 @pytest.fixture(scope="module")
-def faulty(moto_server):
-    server = FaultyServer(getattr(moto_server, "server", moto_server)).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxy(faulty):
-    faulty.proxy.clear()
-    yield faulty.proxy
-    faulty.proxy.clear()
-
-
-@pytest.fixture(scope="module")
-def bucket(faulty):
+def bucket(faulty_moto_module):
     name = unique_bucket("proxy")
-    faulty.create_bucket(name)
+    faulty_moto_module.create_bucket(name)
     return name
 
 
 @pytest.fixture(scope="module")
-def client(faulty):
+def client(faulty_moto_module):
     """Through the proxy, no retries, 1 s timeouts."""
-    return make_client(faulty.endpoint_url, "us-east-1",
-                       Credentials(faulty.access_key, faulty.secret_key), path_style=True,
+    return make_client(faulty_moto_module.endpoint_url, "us-east-1",
+                       Credentials(faulty_moto_module.access_key, faulty_moto_module.secret_key), path_style=True,
                        retries=0, connect_timeout=1, read_timeout=1, max_pool=4)
 
 
@@ -74,38 +60,38 @@ def test_operations_are_named_as_s3_names_them():
         assert operation(method, target, headers) == expected, (method, target)
 
 
-def test_errors_are_s3_errors_for_the_matching_requests_only(proxy, client, bucket, faulty):
+def test_errors_are_s3_errors_for_the_matching_requests_only(fault_proxy, client, bucket, faulty_moto_module):
     client.put_object(Bucket=bucket, Key="a/one", Body=b"1")
-    rule = proxy.error(503, "SlowDown", times=2, skip=1, key=r"^a/", op="GetObject")
+    rule = fault_proxy.error(503, "SlowDown", times=2, skip=1, key=r"^a/", op="GetObject")
     assert client.get_object(Bucket=bucket, Key="a/one")["Body"].read() == b"1"  # skipped
     assert code_of(lambda: client.get_object(Bucket=bucket, Key="a/one")) == (503, "SlowDown")
     assert client.head_object(Bucket=bucket, Key="a/one")["ContentLength"] == 1  # other op
     assert code_of(lambda: client.get_object(Bucket=bucket, Key="a/one")) == (503, "SlowDown")
     assert client.get_object(Bucket=bucket, Key="a/one")["Body"].read() == b"1"  # times=2 used
-    assert proxy.hits(rule) == 2
-    proxy.error(429, "TooManyRequests", op="PutObject")
+    assert fault_proxy.hits(rule) == 2
+    fault_proxy.error(429, "TooManyRequests", op="PutObject")
     assert code_of(lambda: client.put_object(Bucket=bucket, Key="a/two", Body=b"2" * 100_000)) \
         == (429, "TooManyRequests")
-    assert faulty.client().list_objects_v2(Bucket=bucket, Prefix="a/two").get("KeyCount") == 0
+    assert faulty_moto_module.client().list_objects_v2(Bucket=bucket, Prefix="a/two").get("KeyCount") == 0
     client.put_object(Bucket=bucket, Key="a/two", Body=b"2")  # the connection is still usable
 
 
-def test_reset_never_reaches_the_store_and_lose_does(proxy, client, bucket, faulty):
-    proxy.reset(op="PutObject")
+def test_reset_never_reaches_the_store_and_lose_does(fault_proxy, client, bucket, faulty_moto_module):
+    fault_proxy.reset(op="PutObject")
     with pytest.raises(botocore.exceptions.ConnectionClosedError):
         client.put_object(Bucket=bucket, Key="reset", Body=b"r")
-    proxy.lose(op="PutObject")
+    fault_proxy.lose(op="PutObject")
     with pytest.raises(botocore.exceptions.ConnectionClosedError):
         client.put_object(Bucket=bucket, Key="lost", Body=b"l")
-    real = faulty.client()
+    real = faulty_moto_module.client()
     assert real.list_objects_v2(Bucket=bucket, Prefix="reset").get("KeyCount") == 0
     assert real.get_object(Bucket=bucket, Key="lost")["Body"].read() == b"l"
-    assert [r[3] for r in proxy.requests("PutObject")] == ["reset", "lose"]
+    assert [r[3] for r in fault_proxy.requests("PutObject")] == ["reset", "lose"]
 
 
-def test_stall_sends_part_of_the_body_then_hangs_until_released(proxy, client, bucket, faulty):
-    faulty.client().put_object(Bucket=bucket, Key="body", Body=b"0123456789" * 1000)
-    proxy.stall(after_bytes=10, op="GetObject")
+def test_stall_sends_part_of_the_body_then_hangs_until_released(fault_proxy, client, bucket, faulty_moto_module):
+    faulty_moto_module.client().put_object(Bucket=bucket, Key="body", Body=b"0123456789" * 1000)
+    fault_proxy.stall(after_bytes=10, op="GetObject")
     response = client.get_object(Bucket=bucket, Key="body")  # the headers arrive
     assert response["ContentLength"] == 10_000
     assert response["Body"].read(10) == b"0123456789"  # and the first bytes
@@ -113,31 +99,31 @@ def test_stall_sends_part_of_the_body_then_hangs_until_released(proxy, client, b
     with pytest.raises(botocore.exceptions.ReadTimeoutError):
         response["Body"].read()
     assert 1 <= time.monotonic() - started < 10
-    proxy.stall(seconds=None, op="HeadObject")  # no body: nothing is sent at all
+    fault_proxy.stall(seconds=None, op="HeadObject")  # no body: nothing is sent at all
     with pytest.raises(botocore.exceptions.ReadTimeoutError):
         client.head_object(Bucket=bucket, Key="body")
-    proxy.release()  # the stalled requests end (their connections are cut)
-    proxy.delay(1.5, op="HeadObject")
+    fault_proxy.release()  # the stalled requests end (their connections are cut)
+    fault_proxy.delay(1.5, op="HeadObject")
     started = time.monotonic()
-    slow = make_client(faulty.endpoint_url, "us-east-1",
-                       Credentials(faulty.access_key, faulty.secret_key), path_style=True,
+    slow = make_client(faulty_moto_module.endpoint_url, "us-east-1",
+                       Credentials(faulty_moto_module.access_key, faulty_moto_module.secret_key), path_style=True,
                        retries=0, connect_timeout=1, read_timeout=5, max_pool=1)
     assert slow.head_object(Bucket=bucket, Key="body")["ContentLength"] == 10_000
     assert time.monotonic() - started >= 1.5
 
 
-def test_down_refuses_connections_then_comes_back_on_the_same_port(proxy, client, bucket, faulty):
-    url = faulty.endpoint_url
-    proxy.down(seconds=1.5)
-    assert proxy.stats()["down"]
+def test_down_refuses_connections_then_comes_back_on_the_same_port(fault_proxy, client, bucket, faulty_moto_module):
+    url = faulty_moto_module.endpoint_url
+    fault_proxy.down(seconds=1.5)
+    assert fault_proxy.stats()["down"]
     with pytest.raises(botocore.exceptions.EndpointConnectionError):
         client.list_objects_v2(Bucket=bucket)
     deadline = time.monotonic() + 10
-    while proxy.stats()["down"]:
+    while fault_proxy.stats()["down"]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert faulty.endpoint_url == url
+    assert faulty_moto_module.endpoint_url == url
     client.list_objects_v2(Bucket=bucket)
-    proxy.down()
-    proxy.up()
+    fault_proxy.down()
+    fault_proxy.up()
     client.list_objects_v2(Bucket=bucket)

@@ -16,26 +16,18 @@ import subprocess
 
 import pytest
 
-from fault_proxy import FaultyServer
 from mounting import unique_bucket
 
 
-@pytest.fixture(scope="module")
-def counted(moto_server):
-    server = FaultyServer(moto_server).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def mount(counted, mount_factory):
+def mount(faulty_moto_module, mount_factory):
     bucket = unique_bucket("count")
-    counted.create_bucket(bucket)
-    mount = mount_factory(counted, bucket).mount()
-    mount.client = counted.client()
+    faulty_moto_module.create_bucket(bucket)
+    mount = mount_factory(faulty_moto_module, bucket).mount()
+    mount.client = faulty_moto_module.client()
     mount.bucket = bucket
     os.mkdir(mount.mountpoint / "warm")  # the first mkdir's one-time check is not counted
-    counted.proxy.clear()
+    faulty_moto_module.proxy.clear()
     return mount
 
 

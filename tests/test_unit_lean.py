@@ -4,7 +4,6 @@ number of attempts when the store fails (the lean attempt counts as botocore's f
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 
@@ -12,7 +11,6 @@ import botocore.exceptions
 import pytest
 import trio
 
-from fault_proxy import FaultyServer
 from mounting import unique_bucket
 from ocifs.s3.client import make_client, parse_timestamp
 from ocifs.s3.credentials import Credentials
@@ -178,23 +176,9 @@ def test_no_user_agent_sends_none(setup):
 # -- failures: the attempts are the same as boto3's alone -----------------------------------
 
 @pytest.fixture(scope="module")
-def faulty(moto_server):
-    server = FaultyServer(moto_server).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxy(faulty):
-    faulty.proxy.clear()
-    yield faulty.proxy
-    faulty.proxy.clear()
-
-
-@pytest.fixture(scope="module")
-def faulty_bucket(faulty):
+def faulty_bucket(faulty_moto_module):
     bucket = unique_bucket("leanfault")
-    faulty.create_bucket(bucket)
+    faulty_moto_module.create_bucket(bucket)
     return bucket
 
 
@@ -208,53 +192,53 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr("ocifs.s3.retries.BASE_DELAY", 0.01)
 
 
-def test_a_retryable_failure_is_retried_through_boto3_once(faulty, proxy, faulty_bucket):
-    store = store_for(faulty, faulty_bucket, retries=2)
-    rule = proxy.error(503, "SlowDown", times=1, op="PutObject")
+def test_a_retryable_failure_is_retried_through_boto3_once(faulty_moto_module, fault_proxy, faulty_bucket):
+    store = store_for(faulty_moto_module, faulty_bucket, retries=2)
+    rule = fault_proxy.error(503, "SlowDown", times=1, op="PutObject")
     trio.run(store.put_bytes, "r", b"data", META, "text/plain")
-    assert proxy.hits(rule) == 1
-    assert len(proxy.requests("PutObject")) == 2  # the lean attempt, then boto3's
+    assert fault_proxy.hits(rule) == 1
+    assert len(fault_proxy.requests("PutObject")) == 2  # the lean attempt, then boto3's
     assert trio.run(store.head, "r")["Metadata"] == META
 
 
-def test_attempts_stop_at_retries_plus_one(faulty, proxy, faulty_bucket):
-    store = store_for(faulty, faulty_bucket, retries=2)
-    proxy.error(503, "SlowDown", times=None, op="HeadObject")
+def test_attempts_stop_at_retries_plus_one(faulty_moto_module, fault_proxy, faulty_bucket):
+    store = store_for(faulty_moto_module, faulty_bucket, retries=2)
+    fault_proxy.error(503, "SlowDown", times=None, op="HeadObject")
     with pytest.raises(StoreError) as info:
         trio.run(store.head, "r")
     assert info.value.errno == errno.EIO
-    assert len(proxy.requests("HeadObject")) == 3
+    assert len(fault_proxy.requests("HeadObject")) == 3
 
 
-def test_without_retries_a_failure_is_not_sent_again(faulty, proxy, faulty_bucket):
-    store = store_for(faulty, faulty_bucket, retries=0)
-    proxy.error(500, "InternalError", times=None, op="GetObject")
+def test_without_retries_a_failure_is_not_sent_again(faulty_moto_module, fault_proxy, faulty_bucket):
+    store = store_for(faulty_moto_module, faulty_bucket, retries=0)
+    fault_proxy.error(500, "InternalError", times=None, op="GetObject")
     with pytest.raises(StoreError):
         trio.run(store.get_range_tagged, "r", 0, 4)
-    assert len(proxy.requests("GetObject")) == 1
+    assert len(fault_proxy.requests("GetObject")) == 1
 
 
-def test_a_refusal_is_not_retried(faulty, proxy, faulty_bucket):
-    store = store_for(faulty, faulty_bucket, retries=2)
-    proxy.error(403, "AccessDenied", times=None, op="PutObject")
+def test_a_refusal_is_not_retried(faulty_moto_module, fault_proxy, faulty_bucket):
+    store = store_for(faulty_moto_module, faulty_bucket, retries=2)
+    fault_proxy.error(403, "AccessDenied", times=None, op="PutObject")
     with pytest.raises(StoreError) as info:
         trio.run(store.put_bytes, "denied", b"x", {}, "text/plain")
     assert info.value.errno == errno.EACCES and info.value.code == "AccessDenied"
-    assert len(proxy.requests("PutObject")) == 1
+    assert len(fault_proxy.requests("PutObject")) == 1
 
 
-def test_a_cut_connection_is_retried(faulty, proxy, faulty_bucket):
-    store = store_for(faulty, faulty_bucket, retries=1)
+def test_a_cut_connection_is_retried(faulty_moto_module, fault_proxy, faulty_bucket):
+    store = store_for(faulty_moto_module, faulty_bucket, retries=1)
     trio.run(store.put_bytes, "cut", b"abcd", {}, "text/plain")
-    proxy.reset(times=1, op="GetObject")
+    fault_proxy.reset(times=1, op="GetObject")
     assert trio.run(store.get_range_tagged, "cut", 0, 4)[0] == b"abcd"
-    assert len(proxy.requests("GetObject")) == 2
+    assert len(fault_proxy.requests("GetObject")) == 2
 
 
-def test_the_lean_path_is_used(faulty, proxy, faulty_bucket):
+def test_the_lean_path_is_used(faulty_moto_module, fault_proxy, faulty_bucket):
     """A user agent other than boto3's would show it; here: no retry-info header, which
     botocore adds to every request it sends itself."""
-    store = store_for(faulty, faulty_bucket, retries=1)
+    store = store_for(faulty_moto_module, faulty_bucket, retries=1)
     calls = []
     store.client.meta.events.register("before-send.s3", lambda **kw: calls.append(kw))
     trio.run(store.put_bytes, "lean", b"x", {}, "text/plain")
@@ -280,9 +264,9 @@ def test_a_proxied_client_sends_through_botocore_s_session(moto_server):
     assert isinstance(direct.transport, DirectTransport)
 
 
-def test_a_listing_answered_200_with_an_error_is_sent_again_through_boto3(faulty, proxy,
+def test_a_listing_answered_200_with_an_error_is_sent_again_through_boto3(faulty_moto_module, fault_proxy,
                                                                           faulty_bucket):
-    store = store_for(faulty, faulty_bucket, retries=2)
+    store = store_for(faulty_moto_module, faulty_bucket, retries=2)
     trio.run(store.put_bytes, "listed", b"x", {}, "text/plain")
     real = store.lean.transport
 
@@ -303,7 +287,7 @@ def test_a_listing_answered_200_with_an_error_is_sent_again_through_boto3(faulty
     objects, _ = trio.run(store.list_dir, "")
     assert "listed" in [o["Key"] for o in objects]
     assert len(answers) == 1  # then boto3's own request
-    assert len(proxy.requests("ListObjectsV2")) == 2
+    assert len(fault_proxy.requests("ListObjectsV2")) == 2
 
 
 def _recorded(lean):
@@ -355,15 +339,15 @@ def test_signing_follows_the_client_s_settings(moto_server, setup):
     assert "Authorization" not in sent[-1]
 
 
-def test_metadata_that_is_not_ascii_goes_through_boto3(faulty, proxy, faulty_bucket):
+def test_metadata_that_is_not_ascii_goes_through_boto3(faulty_moto_module, fault_proxy, faulty_bucket):
     def outcome(store):
         try:
             trio.run(store.put_bytes, "meta", b"x", {"name": "\u00e9"}, "text/plain")
             return "stored"
         except StoreError as exc:
             return exc.errno
-    lean_store = store_for(faulty, faulty_bucket, retries=1)
+    lean_store = store_for(faulty_moto_module, faulty_bucket, retries=1)
     sent = _recorded(lean_store.lean)
-    plain = Store(client_for(faulty, 1), faulty_bucket)
+    plain = Store(client_for(faulty_moto_module, 1), faulty_bucket)
     assert outcome(lean_store) == outcome(plain)
     assert sent == []
