@@ -351,3 +351,47 @@ def test_metadata_that_is_not_ascii_goes_through_boto3(faulty_moto_module, fault
     plain = Store(client_for(faulty_moto_module, 1), faulty_bucket)
     assert outcome(lean_store) == outcome(plain)
     assert sent == []
+
+
+# -- streamed ranges (the fill's GETs) --------------------------------------------------
+
+def test_get_range_into_streams_the_range_to_its_offsets(faulty_moto_module, fault_proxy,
+                                                        faulty_bucket, tmp_path):
+    import os
+    from ocifs.s3 import store as store_module
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    store = store_for(faulty_moto_module, faulty_bucket, retries=1)
+    faulty_moto_module.client().put_object(Bucket=faulty_bucket, Key="s", Body=data)
+    etag = faulty_moto_module.client().head_object(Bucket=faulty_bucket, Key="s")["ETag"]
+    fd = os.open(tmp_path / "cache", os.O_RDWR | os.O_CREAT)
+    try:
+        start, length = 1000, 2 * 1024 * 1024 + 17
+        store_module.STREAM_CHUNK, chunk = 64 * 1024, store_module.STREAM_CHUNK
+        try:
+            assert trio.run(store.get_range_into, "s", start, length, fd, etag) == length
+        finally:
+            store_module.STREAM_CHUNK = chunk
+        assert os.pread(fd, length, start) == data[start:start + length]
+        with pytest.raises(StoreError) as info:  # another version: nothing written
+            trio.run(store.get_range_into, "s", 0, 10, fd, '"not-this-one"')
+        assert info.value.code == "ETagChanged"
+        assert os.pread(fd, 10, 0) == b"\0" * 10
+        assert len(fault_proxy.requests("GetObject")) == 2
+    finally:
+        os.close(fd)
+
+
+def test_a_stream_cut_on_the_way_is_fetched_again(faulty_moto_module, fault_proxy,
+                                                  faulty_bucket, tmp_path):
+    import os
+    data = os.urandom(512 * 1024)
+    faulty_moto_module.client().put_object(Bucket=faulty_bucket, Key="cut-stream", Body=data)
+    store = store_for(faulty_moto_module, faulty_bucket, retries=1)
+    fd = os.open(tmp_path / "cache", os.O_RDWR | os.O_CREAT)
+    try:
+        fault_proxy.stall(seconds=0.2, after_bytes=1000, op="GetObject")  # then cut
+        assert trio.run(store.get_range_into, "cut-stream", 0, len(data), fd, None) == len(data)
+        assert os.pread(fd, len(data), 0) == data
+        assert len(fault_proxy.requests("GetObject")) == 2
+    finally:
+        os.close(fd)

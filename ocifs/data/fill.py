@@ -12,8 +12,9 @@ and should land sooner than the reader's own GET would (:meth:`Fill.wait_for`, f
 moving averages in :class:`Timings`); otherwise it sends its own small GET.
 
 Bounds: fill GETs take the prefetcher's request limiter and hold it until their bytes are on
-disk, so the memory they hold is at most its size times :data:`FILL_RANGE` for the whole
-mount; the disk they use was reserved before the fill began.  Every GET's ETag must be the
+disk; each streams its range into the cache file (:meth:`ObjectStore.get_range_into`), so the
+memory they hold is at most the limiter's size times one streamed chunk for the whole mount;
+the disk they use was reserved before the fill began.  Every GET's ETag must be the
 entry's: another version stops the fill, marks the entry stale and fails the readers waiting
 for it (:class:`ObjectChanged`).  A fill runs in the mount's background nursery and is
 stopped (:meth:`Fill.stop`) when the last handle using the entry is released and at unmount.
@@ -29,8 +30,8 @@ import os
 
 import trio
 
-from ocifs.data.datacache import CacheEntry, DataCache, same_etag
-from ocifs.s3.errors import StoreError
+from ocifs.data.datacache import CacheEntry, DataCache
+from ocifs.s3.errors import StoreError, VersionChanged
 from ocifs.s3.store import ObjectStore
 from ocifs.tasks import Background
 from ocifs.units import KiB, MiB
@@ -38,8 +39,8 @@ from ocifs.units import KiB, MiB
 log = logging.getLogger(__name__)
 
 MISS = 128 * KiB       # a random reader's own GET (aligned) for a file that is being filled
-FILL_RANGE = 4 * MiB   # each background GET of a fill
-FILL_WORKERS = 6       # GETs in flight per fill (the prefetcher's limiter bounds all of them)
+FILL_RANGE = 8 * MiB   # each background GET of a fill (streamed: 1 MiB in memory at a time)
+FILL_WORKERS = 4       # GETs in flight per fill (the prefetcher's limiter bounds all of them)
 _WEIGHT = 0.3          # of a new sample in the moving averages
 
 
@@ -200,16 +201,19 @@ class Fill:
                     flight.done.set()
 
     async def _fetch(self, start: int, end: int, started: float) -> None:
+        """One fill range, streamed into the cache file; its bytes count as held once all
+        of them are there."""
         entry = self.entry
-        data, etag = await self.store.get_range_tagged(self.key, start, end - start)
-        if etag is not None and not same_etag(etag, entry.etag):
-            entry.stale = True
-            raise ObjectChanged(self.key, entry.etag, etag)
-        if len(data) != end - start:
-            raise StoreError(errno.EIO, f"GET {self.key}: short read (object changed?)")
-        if not self.cache.make_room(len(data), entry):
+        if not self.cache.make_room(end - start, entry):
             raise StoreError(errno.ENOSPC, "no room left above ensure_diskfree")
-        written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, start)
+        try:
+            written = await self.store.get_range_into(self.key, start, end - start, self._fd,
+                                                      entry.etag)
+        except VersionChanged as exc:
+            entry.stale = True
+            raise ObjectChanged(self.key, entry.etag, exc.got) from None
+        if written != end - start:
+            raise StoreError(errno.EIO, f"GET {self.key}: short read (object changed?)")
         self.cache.added(entry, start, written)
         self.timings.note_fill(trio.current_time() - started)
 

@@ -49,6 +49,16 @@ class StoreError(FsError):
         self.code = code
 
 
+class VersionChanged(StoreError):
+    """A GET answered from another version of the object (ETag ``got``) than ``expected``."""
+
+    def __init__(self, key: str, expected: str, got: str) -> None:
+        super().__init__(errno.EIO, f"GET {key}: the object changed (ETag {got}, was "
+                                    f"{expected})", "ETagChanged")
+        self.expected = expected
+        self.got = got
+
+
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from botocore.awsrequest import AWSRequest
 import botocore.exceptions
@@ -215,6 +215,14 @@ class LeanRequests:
         parsed["Body"] = body
         return parsed
 
+    def get_stream(self, key: str, range_header: str, chunk: int) -> tuple[dict, Iterator[bytes]]:
+        """A ranged GetObject's answer and its body as ``chunk``-byte pieces, read as they are
+        iterated (urllib3's errors on the way, as botocore's).  Close the iterator to drop
+        the rest (the connection is then closed, not reused)."""
+        status, headers, raw = self._send("GetObject", "GET", key, {"Range": range_header}, b"",
+                                          stream=True)
+        return self.parses["GetObject"](status, headers), _pieces(raw, chunk, self.base)
+
     def put(self, key: str, body: bytes, metadata: dict[str, str], content_type: str) -> dict:
         """PutObject of ``body`` (at most :data:`MAX_BODY` bytes) with user metadata."""
         if not all(value.isascii() for value in metadata.values()):
@@ -252,12 +260,16 @@ class LeanRequests:
     # -- one attempt ----------------------------------------------------------------------
 
     def _send(self, op: str, method: str, key: str, headers: dict[str, str], body: bytes,
-              accept_404: bool = False, url: str | None = None) -> tuple[int, Any, bytes]:
+              accept_404: bool = False, url: str | None = None,
+              stream: bool = False) -> tuple[int, Any, Any]:
+        """Sign and send one request: (status, its headers, its body, or with ``stream`` the
+        urllib3 response to read it from)."""
         if self.user_agent is not None:
             headers["User-Agent"] = self.user_agent
         if url is None:
             url = self.base + percent_encode(key, safe="/~")
         request = AWSRequest(method, url, headers=headers, data=body)
+        request.stream_output = stream
         request.context["client_config"] = self.config
         if op == "PutObject":
             request.context["has_streaming_input"] = True
@@ -270,7 +282,8 @@ class LeanRequests:
         status = response.status_code
         if status < 300 or (accept_404 and status == 404):
             self._observe(op, key, started, len(body), response, None, None, False)
-            return status, response.raw.headers.itermerged(), response.content
+            return (status, response.raw.headers.itermerged(),
+                    response.raw if stream else response.content)
         parsed = self.parser.parse({"status_code": status, "headers": response.headers,
                                     "body": response.content}, self.models[op].output_shape)
         self._failed(op, key, started, len(body), response, parsed, None)
@@ -302,6 +315,20 @@ class LeanRequests:
             self.observer(*outcome)
 
 
+def _pieces(raw: Any, chunk: int, url: str) -> Iterator[bytes]:
+    """The body of urllib3 response ``raw``, ``chunk`` bytes at a time, urllib3's errors
+    raised as the botocore errors a boto3 body would raise; closed when left early."""
+    try:
+        yield from raw.stream(chunk, decode_content=False)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc) from None
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.HTTPError) as exc:
+        raise botocore.exceptions.ResponseStreamingError(error=exc) from None
+    finally:
+        if not raw.isclosed():
+            raw.close()
+
+
 def _reason(response: Any, parsed: dict | None, exception: BaseException | None) -> str:
     if exception is not None:
         return exception.__class__.__name__
@@ -323,15 +350,19 @@ def with_lean_attempt(lean_call: Callable[[], Any], boto_call: Callable[[], Any]
 
 class _Answer:
     """What :class:`DirectTransport` got back, with the attributes of botocore's AWSResponse
-    that are read here (``headers``: urllib3's case-insensitive dict)."""
+    that are read here (``headers``: urllib3's case-insensitive dict; ``content`` read on
+    first use, so that a streamed body is not)."""
 
-    __slots__ = ("status_code", "raw", "content", "headers")
+    __slots__ = ("status_code", "raw", "headers")
 
     def __init__(self, raw: Any) -> None:
         self.status_code = raw.status
         self.raw = raw
-        self.content = raw.data
         self.headers = raw.headers
+
+    @property
+    def content(self) -> bytes:
+        return self.raw.data
 
 
 class DirectTransport:
@@ -355,13 +386,15 @@ class DirectTransport:
         self.origin = len(f"{parts.scheme}://{parts.netloc}")
 
     def __call__(self, request: AWSRequest) -> _Answer:
+        """Send ``request``; its body is read at once unless ``request.stream_output``."""
         pool = self.http._manager.connection_from_host(*self.where)
         self.http._setup_ssl_cert(pool, self.base, self.http._verify)
         url = request.url
         try:
             raw = pool.urlopen(request.method, url[self.origin:], body=request.data or None,
                                headers=dict(request.headers.items()), retries=False,
-                               assert_same_host=False, redirect=False, preload_content=True,
+                               assert_same_host=False, redirect=False,
+                               preload_content=not request.stream_output,
                                decode_content=False)
         except urllib3.exceptions.SSLError as exc:
             raise botocore.exceptions.SSLError(endpoint_url=url, error=exc) from None

@@ -15,15 +15,16 @@ import logging
 import os
 import re
 import threading
-from typing import IO, Any, Callable, Protocol, TypeVar
+from typing import IO, Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from boto3.s3.transfer import TransferConfig
+import botocore.exceptions
 from s3transfer.utils import ReadFileChunk
 import trio
 
 from ocifs.errors import FsError
 from ocifs.s3.client import HEAD_THREADS
-from ocifs.s3.errors import StoreError, to_store_error
+from ocifs.s3.errors import StoreError, VersionChanged, to_store_error
 from ocifs.s3.lean import MAX_BODY, LeanRequests, with_lean_attempt
 from ocifs.s3.names import has_invalid_utf8, wtf8_decode, wtf8_encode
 from ocifs.units import MiB
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 HEAD_BATCHES = 4  # listings sending their HEADs at once (HEAD_THREADS in flight among them)
 MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
+STREAM_CHUNK = 1 * MiB  # what a streamed GET holds in memory at a time
 
 
 class ObjectStore(Protocol):
@@ -56,6 +58,16 @@ class ObjectStore(Protocol):
     async def get_range_tagged(self, key: str, start: int,
                                length: int) -> tuple[bytes, str | None]: raise NotImplementedError
     async def get_bytes(self, key: str) -> bytes: raise NotImplementedError
+
+    async def get_range_into(self, key: str, start: int, length: int, fd: int,
+                             etag: str | None) -> int:
+        """Bytes ``[start, start+length)`` of ``key`` written to ``fd`` at their own offsets;
+        how many.  Nothing is written from another version than ``etag`` (None: any): that
+        raises :class:`~ocifs.s3.errors.VersionChanged`.  This default holds the range in
+        memory; :class:`Store` streams it."""
+        data, got = await self.get_range_tagged(key, start, length)
+        check_etag(key, got, etag)
+        return await trio.to_thread.run_sync(os.pwrite, fd, data, start)
     async def download(self, key: str, fileobj: IO[bytes]) -> None: raise NotImplementedError
     async def put_bytes(self, key: str, data: bytes, metadata: dict[str, str],
                         content_type: str) -> dict: raise NotImplementedError
@@ -285,6 +297,15 @@ class Store(ObjectStore):
         version they came from (None for an empty range)."""
         if length <= 0:
             return b"", None
+        try:
+            return await self._run(f"GET {key}", self._get_sync, key, start, length)
+        except StoreError as exc:
+            if exc.code == "InvalidRange":
+                return b"", None
+            raise
+
+    def _get_sync(self, key: str, start: int, length: int) -> tuple[bytes, str | None]:
+        """One ranged GET, its body read (blocking: in a worker thread)."""
         wanted = f"bytes={start}-{start + length - 1}"
 
         def boto_get() -> dict:
@@ -292,21 +313,50 @@ class Store(ObjectStore):
             response["Body"] = response["Body"].read()
             return response
 
-        def get() -> tuple[bytes, str | None]:
+        lean = self._lean("GetObject")
+        if lean is not None:
+            response = with_lean_attempt(lambda: lean.get(key, wanted), boto_get)
+        else:
+            response = boto_get()
+        data = response["Body"]
+        return (_ranged_body(key, start, length, data, response.get("ContentRange")),
+                response.get("ETag"))
+
+    async def get_range_into(self, key: str, start: int, length: int, fd: int,
+                             etag: str | None) -> int:
+        """:meth:`ObjectStore.get_range_into`, streamed: :data:`STREAM_CHUNK` bytes in
+        memory at a time.  A stream cut on the way is fetched again whole, with retries."""
+        if length <= 0:
+            return 0
+        wanted = f"bytes={start}-{start + length - 1}"
+
+        def boto_get() -> tuple[dict, Iterator[bytes]]:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=wanted)
+            return response, response["Body"].iter_chunks(STREAM_CHUNK)
+
+        def get() -> int:
             lean = self._lean("GetObject")
             if lean is not None:
-                response = with_lean_attempt(lambda: lean.get(key, wanted), boto_get)
+                response, pieces = with_lean_attempt(
+                    lambda: lean.get_stream(key, wanted, STREAM_CHUNK), boto_get)
             else:
-                response = boto_get()
-            data = response["Body"]
-            return _ranged_body(key, start, length, data, response.get("ContentRange")), \
-                response.get("ETag")
-        try:
-            return await self._run(f"GET {key}", get)
-        except StoreError as exc:
-            if exc.code == "InvalidRange":
-                return b"", None
-            raise
+                response, pieces = boto_get()
+            try:
+                check_etag(key, response.get("ETag"), etag)
+                _check_range_start(key, start, response.get("ContentRange"))
+                return _write_pieces(fd, start, length, pieces)
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                    raise  # the local file: not the store's
+                log.info("GET %s: the answer was cut (%s); asking again", key, exc)
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+            data, got = self._get_sync(key, start, length)
+            check_etag(key, got, etag)
+            return os.pwrite(fd, data, start)
+        return await self._run(f"GET {key}", get)
 
     async def get_bytes(self, key: str) -> bytes:
         def get() -> bytes:
@@ -431,6 +481,41 @@ class Store(ObjectStore):
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def check_etag(key: str, got: str | None, expected: str | None) -> None:
+    """Refuse an answer from another version than ``expected`` (None: any version)."""
+    if got is not None and expected is not None and \
+            got.strip().strip('"') != expected.strip().strip('"'):
+        raise VersionChanged(key, expected, got)
+
+
+def _check_range_start(key: str, start: int, content_range: str | None) -> None:
+    """A streamed ranged answer begins where it was asked to (see :func:`_ranged_body`)."""
+    if content_range is None:
+        if start != 0:
+            raise StoreError(errno.EIO, f"GET {key}: the server ignored the Range header "
+                                        f"(asked bytes from {start})")
+        return
+    match = _CONTENT_RANGE.fullmatch(content_range.strip())
+    if match is None or int(match.group(1)) != start:
+        raise StoreError(errno.EIO, f"GET {key}: asked bytes from {start}, got range "
+                                    f"{content_range!r}")
+
+
+def _write_pieces(fd: int, start: int, length: int, pieces: Iterable[bytes]) -> int:
+    """Write ``pieces`` to ``fd`` from ``start``, at most ``length`` bytes; how many."""
+    written = 0
+    for piece in pieces:
+        piece = piece[:length - written]
+        view = memoryview(piece)
+        while view:
+            n = os.pwrite(fd, view, start + written)
+            written += n
+            view = view[n:]
+        if written >= length:
+            break
+    return written
 
 
 def _ranged_body(key: str, start: int, length: int, data: bytes, content_range: str | None) -> bytes:
