@@ -49,6 +49,8 @@ from ocifs.s3.requests import RequestParams
 from ocifs.s3.retries import PacedRetry, attempts_already_made
 
 log = logging.getLogger(__name__)
+# ``curldbg`` shows botocore's request lines (ocifs.run.logs, redacted): the lean path's go there too
+http_log = logging.getLogger("botocore.endpoint")
 
 # botocore internals used here beyond its documented API, as (object, attribute) with object
 # one of "client", "http" (its URLLib3Session) or "parser" (RestXMLParser); pyproject.toml
@@ -274,12 +276,16 @@ class LeanRequests:
         if op == "PutObject":
             request.context["has_streaming_input"] = True
         self.signer.sign(op, request)  # no credentials: raised as boto3 would
+        if http_log.isEnabledFor(logging.DEBUG):
+            http_log.debug("Sending http request: %s", request.prepare())
         started = time.perf_counter()
         try:
             response = self.transport(request)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             self._failed(op, key, started, len(body), None, None, exc)
         status = response.status_code
+        if http_log.isEnabledFor(logging.DEBUG):
+            http_log.debug("Response %d headers: %s", status, dict(response.headers.items()))
         if status < 300 or (accept_404 and status == 404):
             self._observe(op, key, started, len(body), response, None, None, False)
             return (status, response.raw.headers.itermerged(),
