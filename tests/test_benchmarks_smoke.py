@@ -273,3 +273,16 @@ def test_counting_proxy_at_zero_delay_passes_through():
     assert stats["kinds"] == {"PUT": 4, "GET": 3, "HEAD": 3, "LIST": 3}
     assert stats["uncounted"] == 0
     assert stats["bytes"] > 4 * len(body)
+
+
+def test_request_cpu_compares_every_operation(tmp_path):
+    """benchmarks/request_cpu.py runs both paths for each operation and writes its table."""
+    from benchmarks import request_cpu
+    out = tmp_path / "request-cpu.md"
+    assert request_cpu.main(["--count", "3", "--rounds", "1", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "ms" not in line]
+    assert [row.split(" | ")[0] for row in rows] == \
+        ["| HEAD", "| GET 4 KiB", "| PUT 4 KiB", "| DELETE", "| LIST 100 keys"]
+    for row in rows:
+        boto, lean, ratio = (float(cell) for cell in row.strip("| ").split(" | ")[1:])
+        assert boto > 0 and lean > 0 and ratio == pytest.approx(lean / boto, abs=0.01)
