@@ -68,6 +68,7 @@ class ObjectStore(Protocol):
         data, got = await self.get_range_tagged(key, start, length)
         check_etag(key, got, etag)
         return await trio.to_thread.run_sync(os.pwrite, fd, data, start)
+
     async def download(self, key: str, fileobj: IO[bytes]) -> None: raise NotImplementedError
     async def put_bytes(self, key: str, data: bytes, metadata: dict[str, str],
                         content_type: str) -> dict: raise NotImplementedError
@@ -98,8 +99,8 @@ class Store(ObjectStore):
     the transfer settings (multipart threshold, part size, parts in flight) for uploads and
     for server-side copies.  ``journal`` records multipart copies in progress (None: not
     recorded), as :class:`~ocifs.upload.writeback.FileWriteback` records multipart uploads.
-    ``lean`` sends HEADs, ranged GETs and small PUTs without botocore's per-request
-    pipeline (:mod:`ocifs.s3.lean`; None: everything through boto3).
+    ``lean`` sends HEADs, ranged GETs, small PUTs, DELETEs and listing pages without
+    botocore's per-request pipeline (:mod:`ocifs.s3.lean`; None: everything through boto3).
     """
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", max_threads: int = 10,
