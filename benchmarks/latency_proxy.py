@@ -29,13 +29,14 @@ class LatencyProxy:
     """Forward 127.0.0.1:<port> to ``upstream_host:upstream_port`` with ``delay_ms`` each way."""
 
     def __init__(self, upstream_host: str, upstream_port: int, delay_ms: float,
-                 listen_port: int = 0) -> None:
+                 listen_port: int = 0, tracer=None) -> None:
         self.upstream = (upstream_host, int(upstream_port))
         self.delay = max(0.0, float(delay_ms)) / 1000.0
         self.listen_port = int(listen_port)
         self.port: int | None = None
         self.connections = 0
         self.upstream_bytes = 0  # bytes clients sent (requests, headers included)
+        self.tracer = tracer  # a benchmarks.http_trace.Tracer: every request's times
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -132,17 +133,20 @@ class LatencyProxy:
             except OSError:
                 c_writer.close()
                 return
-            up = self._spawn(self._pipe(c_reader, s_writer, count=True))
-            down = self._spawn(self._pipe(s_reader, c_writer))
+            conn = self.tracer.connection() if self.tracer is not None else None
+            up = self._spawn(self._pipe(c_reader, s_writer, count=True,
+                                        tap=conn.client_bytes if conn else None))
+            down = self._spawn(self._pipe(s_reader, c_writer,
+                                          tap=conn.store_bytes if conn else None))
             await asyncio.gather(up, down, return_exceptions=True)
         finally:
             with contextlib.suppress(Exception):
                 c_writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    count: bool = False) -> None:
+                    count: bool = False, tap=None) -> None:
         """Copy reader → writer, each chunk delivered ``delay`` after it arrived (``count``:
-        added to ``upstream_bytes``)."""
+        added to ``upstream_bytes``; ``tap(data, arrival)``: the tracer's parser)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def deliver() -> None:
@@ -176,7 +180,13 @@ class LatencyProxy:
                     data = await reader.read(CHUNK)
                 except (ConnectionError, OSError):
                     data = b""
-                queue.put_nowait((time.monotonic() + self.delay, data))
+                now = time.monotonic()
+                queue.put_nowait((now + self.delay, data))
+                if tap is not None and data:
+                    try:
+                        tap(data, now)
+                    except Exception:  # noqa: BLE001 - a parse error must not stop the bytes
+                        tap = None
                 if count:
                     self.upstream_bytes += len(data)
                 if not data:
