@@ -19,7 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.targets import FS_TARGETS  # noqa: E402
-from benchmarks.workloads import METRICS, RSS_METRICS  # noqa: E402
+from benchmarks.workloads import CPU_LABELS, METRICS, RSS_METRICS  # noqa: E402
 
 ORDER = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "boto3", "local")
 COLORS = {"ocifs": "#1f77b4", "ocifs-ref": "#aec7e8", "ocifs-fl": "#17becf", "ocifs-metrics": "#9edae5", "s3fs": "#ff7f0e", "rclone": "#2ca02c", "boto3": "#7f7f7f",
@@ -65,7 +65,7 @@ def cpu_rows(run: dict) -> list[tuple[str, dict[str, tuple[float | None, float |
         cells = {t: (median_cpu(reps, "fs"), median_cpu(reps, "server"))
                  for t, reps in run["results"][wl].items()}
         if any(v is not None for pair in cells.values() for v in pair):
-            rows.append((RSS_METRICS.get((wl, "rss_MiB"), label), cells))
+            rows.append((CPU_LABELS.get(wl) or RSS_METRICS.get((wl, "rss_MiB"), label), cells))
     return rows
 
 
