@@ -90,6 +90,68 @@ def run_target(name: str, endpoint: Endpoint, client, tracer: Tracer, delay: flo
     return {"target": name, "fsyncs": out}
 
 
+COMPONENTS = (
+    ("fsync", "fsync(2)"),
+    ("before_create", "fsync start → CreateMultipartUpload sent"),
+    ("after_create", "its answer → first part sent"),
+    ("copy_store", "UploadPartCopy: the store's time"),
+    ("copy_rt", "UploadPartCopy: sent → answered"),
+    ("part_rt", "UploadPart: sent → answered"),
+    ("before_complete", "last part answered → CompleteMultipartUpload sent"),
+    ("after_complete", "its answer → fsync returns"),
+)
+
+
+def components(fsync: dict) -> dict | None:
+    """Where one fsync's time went (ms), for the usual four requests; None otherwise."""
+    by_kind = {r["kind"].split()[0]: r for r in fsync["requests"]}
+    kinds = ("CreateMultipartUpload", "UploadPartCopy", "UploadPart", "CompleteMultipartUpload")
+    if len(fsync["requests"]) != 4 or set(by_kind) != set(kinds):
+        return None
+    create, copy, part, complete = (by_kind[k] for k in kinds)
+    return {"fsync": fsync["fsync_ms"], "before_create": create["sent_ms"],
+            "after_create": min(copy["sent_ms"], part["sent_ms"]) - create["client_done_ms"],
+            "copy_store": copy["store_ms"], "copy_rt": copy["client_done_ms"] - copy["sent_ms"],
+            "part_rt": part["client_done_ms"] - part["sent_ms"],
+            "before_complete": complete["sent_ms"] - max(copy["client_done_ms"],
+                                                         part["client_done_ms"]),
+            "after_complete": fsync["fsync_ms"] - complete["client_done_ms"]}
+
+
+def markdown(results: list[dict], command: str) -> str:
+    """Medians of each fsync's components per target and round, and one fsync of each."""
+    lines = ["# What ocifs and s3fs send per fsync of an appended file", "",
+             f"Command: `{command}`", "",
+             "Times in ms at the latency proxy (+10 ms each way unless the command says "
+             "otherwise), medians over each run's fsyncs that made the usual four requests.", ""]
+    names = [f"{r['target']} (run {i + 1})" for i, r in enumerate(results)]
+    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(results)]
+    rows = [[c for c in map(components, r["fsyncs"]) if c] for r in results]
+    lines.append("| fsyncs with 4 requests / all | " + " | ".join(
+        f"{len(rows[i])} / {len(r['fsyncs'])}" for i, r in enumerate(results)) + " |")
+    for key, label in COMPONENTS:
+        lines.append(f"| {label} | " + " | ".join(
+            f"{statistics.median(c[key] for c in row):.1f}" if row else "–" for row in rows) + " |")
+    lines.append("| fsync(2), slowest | " + " | ".join(
+        f"{max(f['fsync_ms'] for f in r['fsyncs']):.0f}" for r in results) + " |")
+    lines += ["", "One fsync of each target (the middle one of its first run):", ""]
+    seen = set()
+    for r in results:
+        if r["target"] in seen:
+            continue
+        seen.add(r["target"])
+        f = r["fsyncs"][len(r["fsyncs"]) // 2]
+        lines += [f"{r['target']}: fsync {f['fsync_ms']:.0f} ms", "",
+                  "| request | body bytes | sent | 100-continue | store's time | answered |",
+                  "|---|---|---|---|---|---|"]
+        for q in f["requests"]:
+            lines.append(f"| {q['kind']} | {q['body']:,} | {q['sent_ms']} | "
+                         f"{q['continue_ms'] if q['continue_ms'] is not None else ''} | "
+                         f"{q['store_ms']} | {q['client_done_ms']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def show(result: dict) -> None:
     print(f"== {result['target']}")
     lat = sorted(f["fsync_ms"] for f in result["fsyncs"])
@@ -114,8 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="targets in turn, this many times")
     ap.add_argument("--ocifs-options", action="append", default=[])
     ap.add_argument("--s3fs-options", action="append", default=[])
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json", type=Path, help="write the raw records here")
+    ap.add_argument("--markdown", type=Path, help="write the summary table here")
+    ap.add_argument("--report", type=Path, help="no run: summarize this --json file")
     args = ap.parse_args(argv)
+    command = "python -m benchmarks.aof_trace " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.report:
+        results = json.loads(args.report.read_text())
+        text = markdown(results, command)
+        if args.markdown:
+            args.markdown.write_text(text)
+        else:
+            print(text)
+        return 0
     from ocifs.run.localserver import LocalS3Server
 
     results = []
@@ -136,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                         results.append(result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(results, command))
     return 0
 
 
