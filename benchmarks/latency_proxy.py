@@ -242,7 +242,7 @@ class LatencyProxy:
     """Forward 127.0.0.1:<port> to ``upstream_host:upstream_port`` with ``delay_ms`` each way."""
 
     def __init__(self, upstream_host: str, upstream_port: int, delay_ms: float,
-                 listen_port: int = 0) -> None:
+                 listen_port: int = 0, tracer=None) -> None:
         self.upstream = (upstream_host, int(upstream_port))
         self.delay = max(0.0, float(delay_ms)) / 1000.0
         self.listen_port = int(listen_port)
@@ -253,6 +253,7 @@ class LatencyProxy:
         self.kinds: dict[str, int] = {}  # ... by kind: GET, PUT, HEAD, LIST, COPY, POST, DELETE
         self.uncounted_connections = 0   # connections whose bytes were not HTTP/1.x
         self._lock = threading.Lock()
+        self.tracer = tracer  # a benchmarks.http_trace.Tracer: every request's times
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -334,7 +335,7 @@ class LatencyProxy:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            if self.delay:
+            if self.delay or self.tracer is not None:  # the delay line (a tracer taps it)
                 self._server = loop.run_until_complete(
                     asyncio.start_server(self._handle, HOST, self.listen_port, backlog=512))
             else:  # a pass-through that counts: protocols, no delay line
@@ -390,17 +391,21 @@ class LatencyProxy:
             except OSError:
                 c_writer.close()
                 return
-            up = self._spawn(self._pipe(c_reader, s_writer, counter=RequestCounter()))
-            down = self._spawn(self._pipe(s_reader, c_writer))
+            conn = self.tracer.connection() if self.tracer is not None else None
+            up = self._spawn(self._pipe(c_reader, s_writer, counter=RequestCounter(),
+                                        tap=conn.client_bytes if conn else None))
+            down = self._spawn(self._pipe(s_reader, c_writer,
+                                          tap=conn.store_bytes if conn else None))
             await asyncio.gather(up, down, return_exceptions=True)
         finally:
             with contextlib.suppress(Exception):
                 c_writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    counter: RequestCounter | None = None) -> None:
+                    counter: RequestCounter | None = None, tap=None) -> None:
         """Copy reader → writer, each chunk delivered ``delay`` after it arrived (``counter``:
-        the client's direction, whose bytes and requests are counted)."""
+        the client's direction, whose bytes and requests are counted; ``tap(data, arrival)``:
+        the tracer's parser)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def deliver() -> None:
@@ -434,7 +439,13 @@ class LatencyProxy:
                     data = await reader.read(CHUNK)
                 except (ConnectionError, OSError):
                     data = b""
-                queue.put_nowait((time.monotonic() + self.delay, data))
+                now = time.monotonic()
+                queue.put_nowait((now + self.delay, data))
+                if tap is not None and data:
+                    try:
+                        tap(data, now)
+                    except Exception:  # noqa: BLE001 - a parse error must not stop the bytes
+                        tap = None
                 if counter is not None:
                     self._count(counter, data)
                 if not data:

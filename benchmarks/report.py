@@ -19,7 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.targets import FS_TARGETS  # noqa: E402
-from benchmarks.workloads import METRICS, RSS_METRICS  # noqa: E402
+from benchmarks.workloads import CPU_LABELS, METRICS, RSS_METRICS  # noqa: E402
 
 ORDER = ("ocifs", "ocifs-ref", "ocifs-fl", "ocifs-metrics", "s3fs", "rclone", "rclone-new",
          "boto3", "local")
@@ -50,11 +50,9 @@ def summarize(run: dict) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
 
 # The row label of a workload's first measured window where its first metric's label does not
 # say it (the CPU and request tables give that window).
-WINDOW_LABELS = {"aof": "AOF appends and fsyncs, first of --aof-sizes"}
-
-
 def _window_label(wl: str, label: str) -> str:
-    return WINDOW_LABELS.get(wl) or RSS_METRICS.get((wl, "rss_MiB"), label)
+    """The name of a workload's measured window (CPU, requests)."""
+    return CPU_LABELS.get(wl) or RSS_METRICS.get((wl, "rss_MiB"), label)
 
 
 def median_cpu(reps: list[dict], who: str) -> float | None:

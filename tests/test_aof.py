@@ -59,6 +59,33 @@ def test_appends_to_a_big_object_upload_only_the_appended_bytes(faulty_moto, mou
     assert sha((other.mountpoint / "incr.aof").read_bytes()) == sha(data)
 
 
+def test_appends_past_a_part_boundary_do_not_upload_the_stored_bytes_again(faulty_moto,
+                                                                           mount_factory):
+    """A grid part that fills up behind an appender is not streamed when most of it is in the
+    object already: the fsync copies it (an AOF crossing each 10 MiB would send every byte
+    twice)."""
+    server, proxy = faulty_moto, faulty_moto.proxy
+    bucket = new_bucket(server)
+    client = server.client()
+    data = bytearray(pattern_bytes(12, 28 * MiB))  # above multipart_threshold (25 MiB)
+    client.put_object(Bucket=bucket, Key="incr.aof", Body=bytes(data))
+    mount = mount_factory(server, bucket).mount()
+    fd = os.open(mount.mountpoint / "incr.aof", os.O_WRONLY | os.O_APPEND)
+    try:
+        for seed, length in ((13, MiB), (14, 2 * MiB), (15, 2 * MiB)):  # 29, 31, 33 MiB
+            more = pattern_bytes(seed, length)
+            proxy.clear()
+            for offset in range(0, length, 256 * 1024):
+                os.write(fd, more[offset:offset + 256 * 1024])
+            os.fsync(fd)
+            data += more
+            assert sum(sent(proxy, "UploadPart")) == length, sent(proxy, "UploadPart")
+            assert stored_sha256(client, bucket, "incr.aof") == sha(data)
+    finally:
+        os.close(fd)
+    assert uploads(client, bucket) == []
+
+
 def test_small_overwrite_uploads_one_5_mib_part_and_copies_the_rest(faulty_moto, mount_factory):
     server, proxy = faulty_moto, faulty_moto.proxy
     bucket = new_bucket(server)

@@ -176,6 +176,7 @@ def test_recovery_copies_and_journals_are_private(tmp_path):
         with open(tmp_path / "data", "rb") as staged:
             copy = journal.save_recovery_copy(staged.fileno(), "dir/secret.txt")
         journal.add("dir/big.bin", "upload-id-1")
+        assert journal.sync(10)
     finally:
         os.umask(old_umask)
     assert copy is not None and copy.read_bytes() == b"private data"

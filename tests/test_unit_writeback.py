@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 import trio
@@ -62,6 +64,7 @@ def test_streamed_parts_then_finish(client, store, journal):
                 await wb.stream(len(data), len(data), lambda: target("s.bin"))
                 await wb.wait_in_flight()
                 seen["parts"] = sorted(wb.done)
+                assert journal.sync(10)
                 seen["journal"] = json.loads(journal.path.read_text())["uploads"]
                 await wb.finish(len(data), target("s.bin"))
 
@@ -70,6 +73,7 @@ def test_streamed_parts_then_finish(client, store, journal):
     assert list(seen["journal"].values()) == ["s.bin"]
     assert client.get_object(Bucket=BUCKET, Key="s.bin")["Body"].read() == data
     assert parts_count(client, "s.bin") == 3
+    assert journal.sync(10)
     assert uploads(client) == [] and not journal.path.exists()
 
 
@@ -123,7 +127,32 @@ def test_failure_aborts_and_keeps_a_recovery_copy(client, store, journal, tmp_pa
     trio.run(failing)
     copies = list((tmp_path / "recovery").iterdir())
     assert len(copies) == 1 and copies[0].read_bytes() == data
+    assert journal.sync(10)
     assert uploads(client) == [] and not journal.path.exists()
+
+
+def test_the_journal_is_written_while_the_upload_goes_on(journal, monkeypatch):
+    """Recording an upload does not wait for the disk (an fsync on a busy disk takes
+    100 ms and more, and an AOF's every fsync(2) is one upload): the writer thread saves the
+    newest content, changes made meanwhile together."""
+    disk = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        assert disk.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    started = time.monotonic()
+    journal.add("a.bin", "upload-a")
+    journal.add("b.bin", "upload-b")
+    journal.remove("upload-a")
+    assert time.monotonic() - started < 1 and not journal.sync(0.2)
+    disk.set()
+    assert journal.sync(10)
+    assert json.loads(journal.path.read_text())["uploads"] == {"upload-b": "b.bin"}
+    journal.remove("upload-b")
+    assert journal.sync(10) and not journal.path.exists()
 
 
 def test_next_mount_aborts_only_uploads_of_dead_mounts(client, store, journal, tmp_path):

@@ -409,6 +409,7 @@ class Mount:
             await observing.start(self.observer.run)
             await self._serve_and_flush()
             observing.cancel_scope.cancel()
+        self.journal.sync(10)  # the uploads left (given up) are on disk for the next mount
         self.observer.close()
         self.cache.close()
         opts = self.spec.options

@@ -3,8 +3,16 @@ that could not be uploaded is kept.
 
 An upload in progress lives in the bucket as parts nobody sees; if the mount dies (kill -9,
 power loss) they stay there, invisible and billed, until someone aborts them.  So every
-multipart upload a mount starts is written, before its first part is sent, to a small journal
-file (fsync'd); it is removed again when the upload is completed or aborted.  The next mount of
+multipart upload a mount starts is written to a small journal file (fsync'd) as soon as it is
+created; it is removed again when the upload is completed or aborted.  A writer thread does the
+writing while the upload's parts are sent: an fsync of even a small file can take 50–200 ms on
+a busy disk (ext4 commits its journal, writing out other files' new data with it), and every
+fsync(2) of a big appended file (an AOF) is one multipart upload, which would wait for it.  So
+an upload is on disk one write (plus its fsyncs) after its creation, not before its first part:
+a crash within those milliseconds leaves it, with whatever part was sent, for the store's
+lifecycle rules, as a crash between its creation and the write always could.  Its removal needs
+no hurry: a journal that still lists a completed upload makes the next mount look for it, find
+it gone and drop the journal.  The next mount of
 the same bucket and prefix finds the journals of mounts that are no longer running and aborts
 the uploads they list, but only those (uploads of other clients are left alone).
 
@@ -25,6 +33,7 @@ import os
 from pathlib import Path
 import re
 import shutil
+import threading
 import time
 
 from ocifs.procfs import is_zombie, stat_fields
@@ -95,7 +104,10 @@ def _write_durably(path: Path, text: str) -> None:
 class UploadJournal:
     """This mount's multipart uploads in progress, kept on disk.
 
-    ``uploads`` maps upload id -> key, mirrored in ``path`` (JSON) after every change.
+    ``uploads`` maps upload id -> key, mirrored in ``path`` (JSON) after every change by a
+    writer thread (:meth:`sync` waits for it): ``version`` counts the changes, ``saved`` is the
+    version on disk, ``snapshot`` the newest content to write (changes made while a write is
+    going on are written together by the next one).
     ``path`` is None when the state directory cannot be written: uploads still work, but a
     crash would leave them for the store's lifecycle rules (a warning says so once).
     """
@@ -105,6 +117,10 @@ class UploadJournal:
         self.tag = _tag(endpoint, bucket, prefix)
         self.uploads: dict[str, str] = {}
         self.path: Path | None = None
+        self.version = self.saved = 0
+        self.snapshot: dict[str, str] = {}
+        self._changes = threading.Condition()
+        self._writer: threading.Thread | None = None
         if directory is None:
             return
         try:
@@ -122,19 +138,47 @@ class UploadJournal:
         return cls(None, "", "", "")
 
     def add(self, key: str, upload_id: str) -> None:
+        """Record an upload just created; returns at once (the writer thread saves it)."""
         self.uploads[upload_id] = key
-        self._save()
+        self._changed()
 
     def remove(self, upload_id: str) -> None:
         if self.uploads.pop(upload_id, None) is not None:
-            self._save()
+            self._changed()
 
-    def _save(self) -> None:
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait (blocking) until the file holds every change made so far; False on timeout."""
+        with self._changes:
+            return self._changes.wait_for(lambda: self.saved >= self.version, timeout)
+
+    def _changed(self) -> None:
         if self.path is None:
             return
+        with self._changes:
+            self.version += 1
+            self.snapshot = dict(self.uploads)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_changes, daemon=True,
+                                                name="ocifs-journal")
+                self._writer.start()
+            self._changes.notify_all()
+
+    def _write_changes(self) -> None:
+        """The writer thread: saves the newest snapshot whenever there are changes."""
+        while True:
+            with self._changes:
+                self._changes.wait_for(lambda: self.saved < self.version)
+                version, uploads = self.version, self.snapshot
+            self._save(uploads)
+            with self._changes:
+                self.saved = version
+                self._changes.notify_all()
+
+    def _save(self, uploads: dict[str, str]) -> None:
+        assert self.path is not None
         try:
-            if self.uploads:
-                _write_durably(self.path, json.dumps({"pid": os.getpid(), "uploads": self.uploads}))
+            if uploads:
+                _write_durably(self.path, json.dumps({"pid": os.getpid(), "uploads": uploads}))
             else:
                 self.path.unlink(missing_ok=True)
         except OSError as exc:

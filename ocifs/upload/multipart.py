@@ -1,9 +1,9 @@
 """Multipart uploads and server-side copies as the mount makes them: recorded in the journal.
 
 Writes (:mod:`ocifs.upload.writeback`) and copies (rename, chmod of big objects) share this:
-an upload is recorded before its first part is sent and forgotten once completed or aborted,
-so a crash leaves nothing the next mount does not abort (:mod:`ocifs.upload.journal`).  A
-retried CreateMultipartUpload whose first answer was lost has created an upload nobody knows
+an upload is recorded as soon as it is created (the journal's thread writes it while the parts
+are sent) and forgotten once completed or aborted, so a crash leaves nothing the next mount
+does not abort (:mod:`ocifs.upload.journal`).  A retried CreateMultipartUpload whose first answer was lost has created an upload nobody knows
 the id of: those are found and aborted here too.
 """
 

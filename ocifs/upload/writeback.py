@@ -164,10 +164,13 @@ class FileWriteback:
         done = self.done.get(part)
         return done is not None and done[1] == self.versions.get(part, 0)
 
-    def _copyable(self, part: int, size: int) -> bool:
+    def _holds_stored(self, part: int) -> bool:
+        """Whether some bytes of ``part`` are in the object and unchanged: the finish copies
+        them server-side, so the part is not streamed (an appender crossing a part boundary
+        would send the whole part again, for a few new bytes)."""
         start, end = self.layout.span(part)
-        end = min(end, size)
-        return end <= self.base_size and not self.changes.overlaps(start, end)
+        end = min(end, self.base_size)
+        return start < end and not self.changes.covers(start, end)
 
     # -- streaming ------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class FileWriteback:
             start, end = self.layout.span(part)
             if end > head:
                 break
-            if not self._good(part) and part not in self.in_flight and not self._copyable(part, size):
+            if not self._good(part) and part not in self.in_flight and not self._holds_stored(part):
                 if self.upload_id is None:
                     await self._create(target())
                 await self._send_soon(part, start, end - start)
