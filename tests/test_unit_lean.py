@@ -395,3 +395,14 @@ def test_a_stream_cut_on_the_way_is_fetched_again(faulty_moto_module, fault_prox
         assert len(fault_proxy.requests("GetObject")) == 2
     finally:
         os.close(fd)
+
+
+def test_a_put_of_a_few_mib_is_sent_at_once_without_waiting_for_100_continue(setup):
+    import os
+    from ocifs.s3.lean import MAX_BODY
+    client, lean, bucket = setup
+    sent = _recorded(lean)
+    body = os.urandom(MAX_BODY)
+    lean.put("big-put", body, META, "application/octet-stream")
+    assert "Expect" not in sent[-1]
+    assert client.get_object(Bucket=bucket, Key="big-put")["Body"].read() == body

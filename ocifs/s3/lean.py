@@ -65,7 +65,11 @@ PRIVATE_ATTRIBUTES = (
     ("http", "_verify"),
     ("parser", "_parse_shape"),         # one header value into its member
 )
-MAX_BODY = 1024 * 1024  # bigger PUTs go through boto3 (Expect: 100-continue, streaming)
+# PUTs up to this size are sent from memory without ``Expect: 100-continue`` (one round trip
+# less than boto3, which waits for ``100 Continue`` from 1 MB on); bigger ones go through
+# boto3, streamed.  Small files and AOFs below the 5 MiB part minimum are all such PUTs; at
+# most ``max_thread_count`` of them are in memory at once.
+MAX_BODY = 5 * 1024 * 1024
 OPERATIONS = ("HeadObject", "GetObject", "PutObject", "DeleteObject", "ListObjectsV2")
 # botocore adds these to every ListObjectsV2 and decodes the keys of the answer
 LIST_QUERY = (("list-type", "2"), ("encoding-type", "url"))
