@@ -6,6 +6,7 @@ object store keeping data on disk).  Servers bind to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -19,6 +20,8 @@ from ocifs.run.localserver import LocalS3Server
 from mounting import OcifsMount, is_mounted, unique_bucket
 from fault_proxy import FaultyServer
 from oci_proxy import ProxiedServer
+
+DEV_FUSE_LOCK = "/tmp/ocifs-tests-dev-fuse.lock"
 
 SERVER_KINDS = [k for k in os.environ.get("OCIFS_TEST_SERVERS", "moto,seaweedfs").split(",") if k]
 
@@ -51,13 +54,19 @@ def require_tool(name: str) -> str:
 @pytest.fixture
 def dev_fuse_for_everyone():
     """Debian's /dev/fuse is 0666; some sandboxes make it 0600, which forbids every
-    unprivileged FUSE mount (s3fs's too).  Give it Debian's mode for the test, then put it back."""
-    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-    os.chmod("/dev/fuse", mode | 0o666)
-    try:
-        yield
-    finally:
-        os.chmod("/dev/fuse", mode)
+    unprivileged FUSE mount (s3fs's too).  Give it Debian's mode for the test, then put it back.
+
+    /dev/fuse is one for the machine: a test holding it takes an exclusive lock, so that a test
+    of another pytest-xdist worker does not read the widened mode as the one to restore, or
+    put 0600 back while this one still needs 0666 (the kernel drops the lock if a worker dies)."""
+    with open(DEV_FUSE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        os.chmod("/dev/fuse", mode | 0o666)
+        try:
+            yield
+        finally:
+            os.chmod("/dev/fuse", mode)
 
 
 @pytest.fixture(scope="session", params=SERVER_KINDS)
