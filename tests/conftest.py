@@ -37,6 +37,28 @@ def get_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> LocalS3Se
     return _oci_proxied(kind, _started[kind])
 
 
+# -- pytest-xdist (scripts/test.sh: -n 2 --dist loadfile --no-loadscope-reorder) --------------
+# A module's tests share its module fixtures (mounts, buckets, s3fs and Redis processes) and
+# run in order, so a module runs whole on one worker (loadfile).  Each worker has its own
+# session servers (moto, SeaweedFS) on free ports; machine-wide state (/dev/fuse's mode) is
+# taken under a lock (dev_fuse_for_everyone).  (Not loadgroup: pytest-xdist 3.8 cannot rename
+# pytest 9.2's node ids, so its groups are silently ignored.)
+
+# The longest modules start first, so that no worker is left running one alone at the end;
+# the others follow in collection order (unit tests, the quickest, come last).
+SLOW_MODULES_FIRST = ("test_model.py", "test_s3fs_interop.py", "test_container.py",
+                      "test_docker_e2e.py", "test_benchmarks_smoke.py", "test_aof.py",
+                      "test_write_path.py", "test_s3fs_xattr_special.py", "test_read_path.py",
+                      "test_s3fs_parity.py", "test_faults.py", "test_mount_ops.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's reordering by parametrized fixtures
+def pytest_collection_modifyitems(config, items) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the order its controller schedules
+        rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     for server in _started.values():
         server.stop()
