@@ -22,7 +22,10 @@ if [ $# -gt 0 ]; then
     exit $?
 fi
 # The whole suite, then the core, multipart and Redis tests again through tests/oci_proxy.py,
-# which fails any test during which ocifs sent a request OCI's S3 API would refuse.
-run
-run --oci-proxy tests/test_oci_proxy.py tests/test_mount_ops.py tests/test_redis.py tests/test_lifecycle.py \
-    tests/test_write_path.py
+# which fails any test during which ocifs sent a request OCI's S3 API would refuse.  Both on
+# two pytest-xdist workers (OCIFS_TEST_WORKERS), each module whole on one worker, the longest
+# modules first (tests/conftest.py); the 25 slowest tests are listed at the end of each.
+workers=(-n "${OCIFS_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder --durations=25)
+run "${workers[@]}"
+run "${workers[@]}" --oci-proxy tests/test_oci_proxy.py tests/test_mount_ops.py tests/test_redis.py \
+    tests/test_lifecycle.py tests/test_write_path.py

@@ -6,6 +6,7 @@ object store keeping data on disk).  Servers bind to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -20,6 +21,8 @@ from mounting import OcifsMount, is_mounted, unique_bucket
 from fault_proxy import FaultyServer
 from oci_proxy import ProxiedServer
 
+DEV_FUSE_LOCK = "/tmp/ocifs-tests-dev-fuse.lock"
+
 SERVER_KINDS = [k for k in os.environ.get("OCIFS_TEST_SERVERS", "moto,seaweedfs").split(",") if k]
 
 _started: dict[str, LocalS3Server] = {}
@@ -32,6 +35,28 @@ def get_server(kind: str, tmp_path_factory: pytest.TempPathFactory) -> LocalS3Se
         server.start()
         _started[kind] = server
     return _oci_proxied(kind, _started[kind])
+
+
+# -- pytest-xdist (scripts/test.sh: -n 2 --dist loadfile --no-loadscope-reorder) --------------
+# A module's tests share its module fixtures (mounts, buckets, s3fs and Redis processes) and
+# run in order, so a module runs whole on one worker (loadfile).  Each worker has its own
+# session servers (moto, SeaweedFS) on free ports; machine-wide state (/dev/fuse's mode) is
+# taken under a lock (dev_fuse_for_everyone).  (Not loadgroup: pytest-xdist 3.8 cannot rename
+# pytest 9.2's node ids, so its groups are silently ignored.)
+
+# The longest modules start first, so that no worker is left running one alone at the end;
+# the others follow in collection order (unit tests, the quickest, come last).
+SLOW_MODULES_FIRST = ("test_model.py", "test_s3fs_interop.py", "test_container.py",
+                      "test_docker_e2e.py", "test_benchmarks_smoke.py", "test_aof.py",
+                      "test_write_path.py", "test_s3fs_xattr_special.py", "test_read_path.py",
+                      "test_s3fs_parity.py", "test_faults.py", "test_mount_ops.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's reordering by parametrized fixtures
+def pytest_collection_modifyitems(config, items) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the order its controller schedules
+        rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -51,13 +76,19 @@ def require_tool(name: str) -> str:
 @pytest.fixture
 def dev_fuse_for_everyone():
     """Debian's /dev/fuse is 0666; some sandboxes make it 0600, which forbids every
-    unprivileged FUSE mount (s3fs's too).  Give it Debian's mode for the test, then put it back."""
-    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-    os.chmod("/dev/fuse", mode | 0o666)
-    try:
-        yield
-    finally:
-        os.chmod("/dev/fuse", mode)
+    unprivileged FUSE mount (s3fs's too).  Give it Debian's mode for the test, then put it back.
+
+    /dev/fuse is one for the machine: a test holding it takes an exclusive lock, so that a test
+    of another pytest-xdist worker does not read the widened mode as the one to restore, or
+    put 0600 back while this one still needs 0666 (the kernel drops the lock if a worker dies)."""
+    with open(DEV_FUSE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        os.chmod("/dev/fuse", mode | 0o666)
+        try:
+            yield
+        finally:
+            os.chmod("/dev/fuse", mode)
 
 
 @pytest.fixture(scope="session", params=SERVER_KINDS)

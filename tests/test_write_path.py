@@ -5,7 +5,7 @@ part while it is written, with the mount's memory bounded whatever the size; fsy
 the data is in the bucket; an object never appears half-written under its name, even when the
 mount is killed, and the next mount aborts the upload the killed one left; a failed upload
 reaches the writer as EIO and leaves a recovery copy; random writes to a big object copy the
-unchanged ranges server-side.  Multi-GiB writes run against SeaweedFS (moto keeps every byte in
+unchanged ranges server-side.  Big writes run against SeaweedFS (moto keeps every byte in
 the memory of the test process).
 """
 
@@ -105,31 +105,37 @@ def bucket_on():
 
 # -- big sequential writes ----------------------------------------------------------------------
 
-def test_2gib_sequential_write_streams_parts_with_bounded_memory(seaweed_server, bucket_on, mount_factory):
+def test_big_sequential_write_streams_parts_with_bounded_memory(seaweed_server, bucket_on, mount_factory):
     bucket = bucket_on(seaweed_server)
     client = seaweed_server.client()
     mount = mount_factory(seaweed_server, bucket).mount()  # default parts: 10 MiB
-    size = 2048 * MiB
+    # 768 MiB, 2.5 times the memory bound below: a mount holding the file, or a third of it,
+    # fails the bound.  The peak does not grow with the size (measured: 82 MiB at 768 MiB,
+    # 83 MiB at 2 GiB), so a bigger file proves nothing more; 2 GiB took 33 s here and up to
+    # two minutes on a loaded machine, in each of CI's two passes.
+    size = 768 * MiB
     digest = hashlib.sha256()
     seen_parts_while_writing = 0
     with open(mount.mountpoint / "big.bin", "wb", buffering=0) as f:
         for index, chunk in enumerate(pattern(1, size)):
             f.write(chunk)
             digest.update(chunk)
-            if index == 1024:  # half-way: parts are in the bucket, no object is visible yet
+            if index == size // MiB // 2:  # half-way: parts are in the bucket, no object is visible yet
                 listed = [u for u in uploads(client, bucket) if u["Key"] == "big.bin"]
                 assert len(listed) == 1, listed
                 parts = client.list_parts(Bucket=bucket, Key="big.bin",
                                           UploadId=listed[0]["UploadId"]).get("Parts", [])
                 seen_parts_while_writing = len(parts)
                 assert not exists(client, bucket, "big.bin")
-    assert seen_parts_while_writing >= 50, seen_parts_while_writing
+    # Half-way, at least half of the parts written so far are in the bucket (not all: some
+    # are in flight).
+    assert seen_parts_while_writing >= size // (10 * MiB) // 4, seen_parts_while_writing
     pid = mount_pid(mount)
     peak = vm_hwm_mib(pid)
-    assert peak < 300, f"ocifs peaked at {peak:.0f} MiB while writing 2 GiB"
+    assert peak < 300, f"ocifs peaked at {peak:.0f} MiB while writing {size // MiB} MiB"
     head = client.head_object(Bucket=bucket, Key="big.bin")
     assert head["ContentLength"] == size
-    assert parts_count(client, bucket, "big.bin") == 205  # 10 MiB parts
+    assert parts_count(client, bucket, "big.bin") == -(-size // (10 * MiB))  # 10 MiB parts
     assert stored_sha256(client, bucket, "big.bin") == digest.hexdigest()
     assert uploads(client, bucket) == []
     log = mount.log_text()
