@@ -306,12 +306,9 @@ class LeanRequests:
         context = standard.RetryContext(attempt_number=1, operation_model=self.models[op],
                                         parsed_response=parsed, http_response=response,
                                         caught_exception=exception)
-        retry = self.retry.retryable(context)
-        self._observe(op, key, started, length, response, parsed, exception, retry)
-        if retry:
-            delay = self.retry.delay(1)
-            log.info("%s failed (%s), retrying in %.1f s (attempt 2 of %d)", op,
-                     _reason(response, parsed, exception), delay, self.retry.max_attempts)
+        delay = self.retry.next_delay(context)
+        self._observe(op, key, started, length, response, parsed, exception, delay is not None)
+        if delay is not None:
             time.sleep(delay)
             raise Retry(op)
         if exception is not None:
@@ -337,13 +334,6 @@ def _pieces(raw: Any, chunk: int, url: str) -> Iterator[bytes]:
     finally:
         if not raw.isclosed():
             raw.close()
-
-
-def _reason(response: Any, parsed: dict | None, exception: BaseException | None) -> str:
-    if exception is not None:
-        return exception.__class__.__name__
-    code = (parsed or {}).get("Error", {}).get("Code", "")
-    return f"{response.status_code} {code}".strip()
 
 
 def with_lean_attempt(lean_call: Callable[[], Any], boto_call: Callable[[], Any]) -> Any:

@@ -68,9 +68,14 @@ class PacedRetry:
     def __call__(self, **kwargs: Any) -> float | None:
         context = self.adapter.create_retry_context(**kwargs)
         context.attempt_number += getattr(_prior, "count", 0)
-        retry = self.retryable(context)
+        delay = self.next_delay(context)
         self.adapter.adapt_retry_response_from_context(context)  # e.g. MaxAttemptsReached
-        if not retry:
+        return delay
+
+    def next_delay(self, context: standard.RetryContext) -> float | None:
+        """Seconds to wait before the next attempt after this one's outcome (logged), or None
+        when it is not retried."""
+        if not self.retryable(context):
             return None
         delay = self.delay(context.attempt_number)
         operation = context.operation_model.name if context.operation_model else "request"
