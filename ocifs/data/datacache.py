@@ -40,16 +40,12 @@ import tempfile
 from pathlib import Path
 from ocifs.units import MiB
 from ocifs.ranges import ByteRanges
+from ocifs.s3.store import same_etag  # noqa: F401 - the data layer's comparison too
 
 log = logging.getLogger(__name__)
 
 BLOCK = 1 * MiB          # what a random reader's miss fetches (aligned)
 DEFAULT_FLOOR = 1024 * MiB  # free space kept without ensure_diskfree (at most 10% of the disk)
-
-
-def same_etag(a: str, b: str) -> bool:
-    """ETags compared without their quotes (some stores and listings drop them)."""
-    return a.strip().strip('"') == b.strip().strip('"')
 
 
 @dataclasses.dataclass(eq=False)

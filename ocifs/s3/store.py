@@ -484,10 +484,14 @@ class Store(ObjectStore):
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
+def same_etag(a: str, b: str) -> bool:
+    """ETags compared without their quotes (some stores and listings drop them)."""
+    return a.strip().strip('"') == b.strip().strip('"')
+
+
 def check_etag(key: str, got: str | None, expected: str | None) -> None:
     """Refuse an answer from another version than ``expected`` (None: any version)."""
-    if got is not None and expected is not None and \
-            got.strip().strip('"') != expected.strip().strip('"'):
+    if got is not None and expected is not None and not same_etag(got, expected):
         raise VersionChanged(key, expected, got)
 
 
