@@ -164,7 +164,7 @@ def test_random_reader_of_a_file_that_fits_is_filled_then_local(tmp_path):
 
 
 def test_closing_stops_the_fill(tmp_path):
-    data = random.Random(8).randbytes(64 * MiB)
+    data = random.Random(8).randbytes(8 * FILL_RANGE)
     store = FakeStore(data)
     cache = DataCache(None, min_free_bytes=1, temp_dir=str(tmp_path))
 

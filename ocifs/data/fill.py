@@ -39,7 +39,7 @@ from ocifs.units import KiB, MiB
 log = logging.getLogger(__name__)
 
 MISS = 128 * KiB       # a random reader's own GET (aligned) for a file that is being filled
-FILL_RANGE = 8 * MiB   # each background GET of a fill (streamed: 1 MiB in memory at a time)
+FILL_RANGE = 16 * MiB  # each background GET of a fill (streamed: 1 MiB in memory at a time)
 FILL_WORKERS = 4       # GETs in flight per fill (the prefetcher's limiter bounds all of them)
 _WEIGHT = 0.3          # of a new sample in the moving averages
 

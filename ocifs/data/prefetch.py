@@ -1,11 +1,13 @@
 """Reads of objects nobody on this mount writes: sequential prefetch, small direct ranges.
 
 Each read handle has a :class:`ReadStream`.  A reader that starts at offset 0, or keeps reading
-where it stopped, is *sequential*: several ranged GETs of :data:`CHUNK` bytes are kept in
-flight ahead of it, in a window growing from one chunk to :data:`WINDOW_MAX` as it consumes
-them, and its reads are served from completed chunks.  Any other reader is *random*: without
-a cache file each read is one small ranged GET (at least :data:`DIRECT_MIN`); with one, see
-below.
+where it stopped, is *sequential*: several ranged GETs (chunks) are kept in flight ahead of
+it, in a window growing from one chunk to :data:`WINDOW_MAX` as it consumes them, and its reads
+are served from completed chunks.  Chunks start at :data:`CHUNK` bytes (the first read waits
+for the whole first chunk) and grow with the window to half of it, up to :data:`CHUNK_MAX`:
+fewer requests than s3fs's 10 MiB ranges, and a full window still has four in flight.  Any
+other reader is *random*: without a cache file each read is one small ranged GET (at least
+:data:`DIRECT_MIN`); with one, see below.
 
 Prefetched bytes are bounded for the whole mount by a :class:`ByteBudget`: a chunk is only
 requested when the budget has room, and a sequential reader that finds none reads directly
@@ -40,6 +42,7 @@ from ocifs.units import KiB, MiB
 log = logging.getLogger(__name__)
 
 CHUNK = 8 * MiB
+CHUNK_MAX = 16 * MiB
 WINDOW_MAX = 64 * MiB
 BUDGET = 128 * MiB          # prefetched bytes held or in flight, all handles together
 MAX_REQUESTS = 8            # chunk GETs in flight, all handles together (see Prefetcher)
@@ -308,7 +311,7 @@ class ReadStream:
             self.ahead = offset
         target = min(self.size, offset + self.window)
         while self.ahead < target:
-            length = min(CHUNK, self.size - self.ahead)
+            length = min(max(CHUNK, min(CHUNK_MAX, self.window // 2)), self.size - self.ahead)
             if self.entry is not None and self.entry.ranges.covers(self.ahead, self.ahead + length):
                 self.ahead += length  # already in the cache file
                 continue
