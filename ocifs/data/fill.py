@@ -133,7 +133,10 @@ class Fill:
 
     def stop(self) -> None:
         """No more GETs: the entry is released or the mount stops.  A GET in flight is
-        abandoned (its answer is dropped); a write in flight ends first."""
+        abandoned (its answer is dropped); a write in flight ends first.  The list of ranges
+        to do is emptied too: a worker resuming from the limiter's (shielded) checkpoint
+        would otherwise start one more GET before it meets the cancellation."""
+        self.todo = []
         self._scope.cancel()
         if not self.started:
             self._end()
@@ -180,6 +183,7 @@ class Fill:
     def _stop_with(self, error: StoreError) -> None:
         if self.error is None:
             self.error = error
+        self.todo = []
         self._scope.cancel()
 
     async def _worker(self) -> None:
