@@ -1,4 +1,5 @@
-"""botocore internals that ocifs relies on are still there (ocifs.s3.client.PRIVATE_HOOKS).
+"""botocore and urllib3 internals that ocifs relies on are still there (ocifs.s3.client.PRIVATE_HOOKS,
+ocifs.s3.lean and ocifs.s3.wire PRIVATE_ATTRIBUTES).
 
 A botocore release that renamed one would change retries or parsing without an error: this
 test fails first, and pyproject.toml's upper bound keeps untested releases out meanwhile.
@@ -15,6 +16,7 @@ from mock_s3 import client_for
 from ocifs.s3.client import PARSER_COMPONENT, PRIVATE_HOOKS
 from ocifs.s3.lean import PRIVATE_ATTRIBUTES as LEAN_PRIVATE
 from ocifs.s3.retries import RETRY_HANDLER_ID
+from ocifs.s3.wire import PRIVATE_ATTRIBUTES as WIRE_PRIVATE
 
 
 @pytest.mark.parametrize("module, name", PRIVATE_HOOKS)
@@ -58,3 +60,11 @@ def test_the_endpoint_has_an_http_session_with_a_urllib3_pool():
     http = client_for()._endpoint.http_session
     assert isinstance(http._manager, urllib3.PoolManager)
     assert callable(http.send) and callable(http._proxy_config.proxy_url_for)
+
+
+@pytest.mark.parametrize("owner, name", WIRE_PRIVATE)
+def test_wire_exchange_attribute_exists(owner, name):
+    http = client_for()._endpoint.http_session
+    pool = http._manager.connection_from_host("127.0.0.1", 9, "http")
+    objects = {"pool": pool, "conn": pool._new_conn()}
+    assert hasattr(objects[owner], name), f"{owner}.{name} is gone"

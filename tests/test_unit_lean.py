@@ -18,6 +18,7 @@ from ocifs.s3.errors import StoreError
 from ocifs.s3.lean import LeanRequests
 from ocifs.s3.requests import HeaderRule, RequestParams, request_params
 from ocifs.s3.store import Store
+from ocifs.s3.wire import WireAnswer
 
 META = {"mode": "33188", "uid": "1000", "gid": "1000", "mtime": "1700000000"}
 WEIRD_KEYS = ["a b", "dir/ü ö", "x+y", "100%", "q?#&=", "~tilde/", "semi;colon", "a//b",
@@ -269,19 +270,13 @@ def test_a_listing_answered_200_with_an_error_is_sent_again_through_boto3(faulty
     store = store_for(faulty_moto_module, faulty_bucket, retries=2)
     trio.run(store.put_bytes, "listed", b"x", {}, "text/plain")
     real = store.lean.transport
-
-    class Cut:
-        status_code, content = 200, b"<?xml version='1.0'?><Error><Code>InternalError</Code>"
-
-        def __init__(self, raw):
-            self.raw, self.headers = raw, raw.headers
-
+    cut = b"<?xml version='1.0'?><Error><Code>InternalError</Code>"
     answers = []
 
     def first_cut(request):
         answer = real(request)
         answers.append(answer)
-        return Cut(answer.raw) if len(answers) == 1 else answer
+        return WireAnswer(200, answer.pairs, cut) if len(answers) == 1 else answer
 
     store.lean.transport = first_cut
     objects, _ = trio.run(store.list_dir, "")
@@ -406,3 +401,24 @@ def test_a_put_of_a_few_mib_is_sent_at_once_without_waiting_for_100_continue(set
     lean.put("big-put", body, META, "application/octet-stream")
     assert "Expect" not in sent[-1]
     assert client.get_object(Bucket=bucket, Key="big-put")["Body"].read() == body
+
+
+def test_whole_answers_are_read_by_the_wire_exchange_and_big_gets_by_urllib3(setup, monkeypatch):
+    import os
+    import ocifs.s3.lean as lean_module
+    from ocifs.s3.lean import WIRE_BODY
+    client, lean, bucket = setup
+    body = os.urandom(WIRE_BODY + 4096)
+    client.put_object(Bucket=bucket, Key="by-wire", Body=body)
+    exchanged = []
+    real = lean_module.exchange
+
+    def counted(pool, method, target, headers, data):
+        exchanged.append(method)
+        return real(pool, method, target, headers, data)
+    monkeypatch.setattr(lean_module, "exchange", counted)
+    assert lean.head("by-wire")["ContentLength"] == len(body)
+    assert lean.get("by-wire", "bytes=0-4095")["Body"] == body[:4096]
+    assert exchanged == ["HEAD", "GET"]
+    whole = lean.get("by-wire", f"bytes=0-{len(body) - 1}")["Body"]
+    assert whole == body and exchanged == ["HEAD", "GET"]  # urllib3 read it

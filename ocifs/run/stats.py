@@ -238,8 +238,9 @@ class MountStats:
         call = _Call(op, started, key, self.path_of(key))
         call.length = length if op in _UPLOADING_OPS else None
         context = {_CONTEXT_KEY: call}
-        answer = None if response is None else {
-            "status_code": response.status_code, "headers": response.headers,
+        answer = None if response is None else {  # headers: only a GET's length is read
+            "status_code": response.status_code,
+            "headers": response.headers if op == "GetObject" else {},
             "body": response.content if response.status_code >= 300 else b""}
         self._attempt(context, exception=exception, response_dict=answer)
         if retried:

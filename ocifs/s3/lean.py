@@ -32,6 +32,7 @@ mount's per-request options add to (SSE-C keys to HEAD and GET, a storage class 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import urllib.parse
 from typing import Any, Callable, Iterable, Iterator
@@ -47,6 +48,7 @@ import urllib3.exceptions
 from ocifs.s3.listparse import compile_shape, parse_listing_body
 from ocifs.s3.requests import RequestParams
 from ocifs.s3.retries import PacedRetry, attempts_already_made
+from ocifs.s3.wire import ConnectFailed, WireAnswer, WireError, exchange
 
 log = logging.getLogger(__name__)
 # ``curldbg`` shows botocore's request lines (ocifs.run.logs, redacted): the lean path's go there too
@@ -70,6 +72,9 @@ PRIVATE_ATTRIBUTES = (
 # boto3, streamed.  Small files and AOFs below the 5 MiB part minimum are all such PUTs; at
 # most ``max_thread_count`` of them are in memory at once.
 MAX_BODY = 5 * 1024 * 1024
+# ranged GETs of more than this are read by urllib3 (http.client reads a body into one buffer
+# of its length; ocifs.s3.wire collects what each recv gives); the rest go by ocifs.s3.wire
+WIRE_BODY = 1024 * 1024
 OPERATIONS = ("HeadObject", "GetObject", "PutObject", "DeleteObject", "ListObjectsV2")
 # botocore adds these to every ListObjectsV2 and decodes the keys of the answer
 LIST_QUERY = (("list-type", "2"), ("encoding-type", "url"))
@@ -166,8 +171,11 @@ class LeanRequests:
         self.bucket_url = self.base if self.base[origin_end:] == "/" else self.base[:-1]
         self.signer = client._request_signer
         self.http = client._endpoint.http_session
+        self.host: str | None = None
         try:
-            self.transport: Callable[[AWSRequest], Any] = DirectTransport(self.http, self.base)
+            direct = DirectTransport(self.http, self.base)
+            self.transport: Callable[[AWSRequest], Any] = direct
+            self.host = direct.host
         except ValueError:
             self.transport = lambda request: self.http.send(request.prepare())
         self.config = client.meta.config
@@ -216,7 +224,10 @@ class LeanRequests:
 
     def get(self, key: str, range_header: str) -> dict:
         """A ranged GetObject's answer, with ``Body`` holding the bytes."""
-        status, headers, body = self._send("GetObject", "GET", key, {"Range": range_header}, b"")
+        first, _, last = range_header.partition("=")[2].partition("-")
+        big = not (first.isdigit() and last.isdigit()) or int(last) - int(first) >= WIRE_BODY
+        status, headers, body = self._send("GetObject", "GET", key, {"Range": range_header}, b"",
+                                           big_body=big)
         parsed = self.parses["GetObject"](status, headers)
         parsed["Body"] = body
         return parsed
@@ -266,16 +277,20 @@ class LeanRequests:
     # -- one attempt ----------------------------------------------------------------------
 
     def _send(self, op: str, method: str, key: str, headers: dict[str, str], body: bytes,
-              accept_404: bool = False, url: str | None = None,
-              stream: bool = False) -> tuple[int, Any, Any]:
+              accept_404: bool = False, url: str | None = None, stream: bool = False,
+              big_body: bool = False) -> tuple[int, Any, Any]:
         """Sign and send one request: (status, its headers, its body, or with ``stream`` the
-        urllib3 response to read it from)."""
+        urllib3 response to read it from); ``big_body``: an answer of more than
+        :data:`WIRE_BODY` bytes is likely (read by urllib3, into one buffer)."""
         if self.user_agent is not None:
             headers["User-Agent"] = self.user_agent
+        if self.host is not None:  # signed as botocore would derive it, without the URL parse
+            headers["Host"] = self.host
         if url is None:
             url = self.base + percent_encode(key, safe="/~")
         request = AWSRequest(method, url, headers=headers, data=body)
         request.stream_output = stream
+        request.context["ocifs_big_body"] = big_body
         request.context["client_config"] = self.config
         if op == "PutObject":
             request.context["has_streaming_input"] = True
@@ -292,7 +307,8 @@ class LeanRequests:
             http_log.debug("Response %d headers: %s", status, dict(response.headers.items()))
         if status < 300 or (accept_404 and status == 404):
             self._observe(op, key, started, len(body), response, None, None, False)
-            return (status, response.raw.headers.itermerged(),
+            return (status, response.pairs if isinstance(response, WireAnswer)
+                    else response.raw.headers.itermerged(),
                     response.raw if stream else response.content)
         parsed = self.parser.parse({"status_code": status, "headers": response.headers,
                                     "body": response.content}, self.models[op].output_shape)
@@ -371,9 +387,11 @@ class DirectTransport:
     ``URLLib3Session.send`` looks the proxy and the pool up again, parses the URL twice and
     copies the headers into two case-insensitive dicts for every request; none of that
     changes between requests to one endpoint without a proxy (with one, requests go through
-    ``send``).  The pool, its TLS settings (verification, CA bundle, client certificate) and
-    timeouts are botocore's; urllib3's errors become the botocore errors ``send`` raises, so
-    retry decisions and errno mapping see the same exceptions.
+    ``send``).  A request whose answer is read whole is one :func:`ocifs.s3.wire.exchange`
+    on a connection of that pool; a streamed one goes through urllib3's ``urlopen``.  The
+    pool, its TLS settings (verification, CA bundle, client certificate) and timeouts are
+    botocore's; what fails on the way becomes the botocore error ``send`` raises, so retry
+    decisions and errno mapping see the same exceptions.
     """
 
     def __init__(self, http: Any, base: str) -> None:
@@ -384,11 +402,45 @@ class DirectTransport:
         parts = urllib.parse.urlsplit(base)
         self.where = (parts.hostname, parts.port, parts.scheme)
         self.origin = len(f"{parts.scheme}://{parts.netloc}")
+        # the Host header: what botocore signs when none is set (lowercase, IPv6 in
+        # brackets, the port unless it is the scheme's own)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
+            host = f"{host}:{parts.port}"
+        self.host = host
 
-    def __call__(self, request: AWSRequest) -> _Answer:
+    def __call__(self, request: AWSRequest) -> "WireAnswer | _Answer":
         """Send ``request``; its body is read at once unless ``request.stream_output``."""
         pool = self.http._manager.connection_from_host(*self.where)
         self.http._setup_ssl_cert(pool, self.base, self.http._verify)
+        if request.stream_output or request.context.get("ocifs_big_body"):
+            return self._urlopen(pool, request)
+        url = request.url
+        try:
+            return exchange(pool, request.method, url[self.origin:], request.headers.items(),
+                            request.data or b"")
+        except ConnectFailed as failed:
+            exc = failed.__cause__
+            if isinstance(exc, (urllib3.exceptions.SSLError, ssl.SSLError)):
+                raise botocore.exceptions.SSLError(endpoint_url=url, error=exc) from None
+            if isinstance(exc, urllib3.exceptions.NewConnectionError):
+                raise botocore.exceptions.EndpointConnectionError(endpoint_url=url,
+                                                                  error=exc) from None
+            if isinstance(exc, (urllib3.exceptions.ConnectTimeoutError, TimeoutError)):
+                raise botocore.exceptions.ConnectTimeoutError(endpoint_url=url,
+                                                              error=exc) from None
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url=url,
+                                                              error=exc) from None
+        except TimeoutError as exc:
+            raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=exc) from None
+        except WireError as exc:
+            raise botocore.exceptions.ConnectionClosedError(error=exc, request=request,
+                                                            endpoint_url=url) from None
+
+    def _urlopen(self, pool: Any, request: AWSRequest) -> _Answer:
+        """Through urllib3: a streamed answer, or a big one (read into one buffer)."""
         url = request.url
         try:
             raw = pool.urlopen(request.method, url[self.origin:], body=request.data or None,
