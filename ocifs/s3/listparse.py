@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 OPERATION = "ListObjectsV2"
 ROOT_TAG = "ListBucketResult"
+MAX_TAGS = 64  # distinct tags remembered per structure (a listing's have a dozen)
 
 Parse = Callable[[ElementTree.Element], Any]
 
@@ -89,10 +90,20 @@ def _compile_structure(shape: Any, timestamp: Callable[[str], Any]) -> Parse:
         parse = compile_shape(member.member if flattened else member, timestamp)
         fields[_xml_name(name, member)] = (name, parse, flattened)
 
+    # the same, by the tag as ElementTree gives it (with its namespace): one dict lookup per
+    # element instead of cutting the namespace off each; bounded, whatever a store sends
+    by_tag: dict[str, tuple[str, Parse, bool] | None] = {}
+
     def parse_structure(node: ElementTree.Element) -> dict[str, Any]:
         parsed: dict[str, Any] = {}
         for child in node:
-            field = fields.get(_local(child.tag))
+            tag = child.tag
+            try:
+                field = by_tag[tag]
+            except KeyError:
+                field = fields.get(_local(tag))
+                if len(by_tag) < MAX_TAGS:
+                    by_tag[tag] = field
             if field is None:
                 continue
             name, parse, flattened = field
