@@ -2,14 +2,15 @@
 
 Each operation a small-file workload is made of (HEAD, ranged GET of 4 KiB, PUT of 4 KiB,
 DELETE, a ListObjectsV2 page of 100 keys) is sent ``--count`` times one after another from
-this process, through a boto3 client set up as a mount sets it up (``make_client``) and
+this process, through a boto3 client set up as a mount sets it up (``make_client``),
 through :class:`ocifs.s3.lean.LeanRequests` on that same client, and through a boto3 client
 as shipped (``boto3.client``: botocore's own listing parse and dateutil timestamps, none of
-ocifs's hooks), alternating in rounds; the figure is this process's CPU time (``time.process_time``: user + system, all threads) per
-request, the median over ``--rounds``.  The server is a local SeaweedFS (``weed mini``),
+ocifs's hooks), alternating in rounds; the figure is this process's CPU time
+(``time.process_time``: user + system, all threads) per request, the median over
+``--rounds``.  The server is a local SeaweedFS (``weed mini``),
 whose CPU is not counted.
 
-    python -m benchmarks.request_cpu --count 500 --rounds 5 --out benchmarks/results/request-cpu.md
+    python -m benchmarks.request_cpu --count 500 --rounds 9 --out benchmarks/results/request-cpu.md
 """
 
 from __future__ import annotations
