@@ -422,3 +422,12 @@ def test_whole_answers_are_read_by_the_wire_exchange_and_big_gets_by_urllib3(set
     assert exchanged == ["HEAD", "GET"]
     whole = lean.get("by-wire", f"bytes=0-{len(body) - 1}")["Body"]
     assert whole == body and exchanged == ["HEAD", "GET"]  # urllib3 read it
+
+
+def test_a_bytes_request_body_is_what_prepare_gives():
+    """The lean path's requests read their body without prepare(), to the same bytes."""
+    from botocore.awsrequest import AWSRequest
+    from ocifs.s3.lean import _BytesRequest
+    for data in (b"", b"x" * 10):
+        lean = _BytesRequest("PUT", "http://h/b/k", headers={}, data=data)
+        assert lean.body == AWSRequest("PUT", "http://h/b/k", headers={}, data=data).body
