@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 OPERATION = "ListObjectsV2"
 ROOT_TAG = "ListBucketResult"
-MAX_TAGS = 64  # distinct tags remembered per structure (a listing's have a dozen)
+# S3's namespace: ElementTree names each element ``{namespace}Tag``
+S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 Parse = Callable[[ElementTree.Element], Any]
 
@@ -90,20 +91,14 @@ def _compile_structure(shape: Any, timestamp: Callable[[str], Any]) -> Parse:
         parse = compile_shape(member.member if flattened else member, timestamp)
         fields[_xml_name(name, member)] = (name, parse, flattened)
 
-    # the same, by the tag as ElementTree gives it (with its namespace): one dict lookup per
-    # element instead of cutting the namespace off each; bounded, whatever a store sends
-    by_tag: dict[str, tuple[str, Parse, bool] | None] = {}
+    # the same under the names ElementTree gives S3's elements: one dict lookup per element;
+    # a tag in another namespace has its namespace cut off first
+    by_tag = {**fields, **{S3_NAMESPACE + tag: field for tag, field in fields.items()}}
 
     def parse_structure(node: ElementTree.Element) -> dict[str, Any]:
         parsed: dict[str, Any] = {}
         for child in node:
-            tag = child.tag
-            try:
-                field = by_tag[tag]
-            except KeyError:
-                field = fields.get(_local(tag))
-                if len(by_tag) < MAX_TAGS:
-                    by_tag[tag] = field
+            field = by_tag.get(child.tag) or fields.get(_local(child.tag))
             if field is None:
                 continue
             name, parse, flattened = field
