@@ -320,6 +320,36 @@ def test_failed_multipart_copy_is_aborted(client, monkeypatch):
         client.head_object(Bucket=BUCKET, Key="moved")
 
 
+def test_failed_multipart_copy_waits_for_parts_in_flight(client, monkeypatch):
+    """A part failing while others are in flight: they end before the abort (a part landing
+    after it would leave its bytes in an upload nobody completes)."""
+    store = Store(client, BUCKET, copy_threshold=5 * MiB, copy_part_size=5 * MiB)
+    client.put_object(Bucket=BUCKET, Key="big", Body=os.urandom(11 * MiB))
+    real_copy, real_abort = store.upload_part_copy, store.abort_multipart
+    events = []
+
+    async def slow_parts_then_third_fails(key, upload_id, part, *args):
+        if part == 3:
+            events.append("part 3 failed")
+            raise StoreError(errno.EIO, "COPY PART 3: InternalError")
+        await trio.sleep(0.3)
+        etag = await real_copy(key, upload_id, part, *args)
+        events.append(f"part {part} landed")
+        return etag
+
+    async def abort(key, upload_id):
+        events.append("abort")
+        await real_abort(key, upload_id)
+    monkeypatch.setattr(store, "upload_part_copy", slow_parts_then_third_fails)
+    monkeypatch.setattr(store, "abort_multipart", abort)
+    with pytest.raises(StoreError) as info:
+        run(copier(store).copy, "big", "moved", {}, "application/octet-stream")
+    assert info.value.errno == errno.EIO
+    assert events[0] == "part 3 failed" and events[-1] == "abort"
+    assert sorted(events[1:-1]) == ["part 1 landed", "part 2 landed"]
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
 def test_copy_missing_source_enoent(store):
     with pytest.raises(StoreError) as info:
         run(copier(store).copy, "nope", "dst", {}, "text/plain")

@@ -126,23 +126,39 @@ class Multipart:
     async def _copy_multipart(self, src: str, dst: str, size: int, metadata: dict[str, str],
                               content_type: str) -> None:
         """UploadPartCopy of ``multipart_copy_size`` parts (more when 10,000 would not hold
-        ``size``), ``parallel_count`` at once; aborted if any part fails."""
+        ``size``), ``parallel_count`` at once; aborted if any part fails.
+
+        A failed part does not cancel the others: a cancelled call's thread goes on alone, and
+        its part could land after the abort.  The parts in flight are waited for, no new one
+        is started, and the upload is aborted once none is left.
+        """
         config = self.store.copy_config
         part_size = max(config.multipart_chunksize, -(-size // MAX_PARTS))
         upload_id = await self.create(dst, metadata, content_type)
         etags: dict[int, str] = {}
+        failures: list[StoreError] = []
         slots = trio.Semaphore(config.max_request_concurrency)
 
         async def copy_part(part: int, start: int) -> None:
-            async with slots:
+            try:
                 length = min(part_size, size - start)
                 etags[part] = await self.store.upload_part_copy(dst, upload_id, part, src, start,
                                                                 length)
+            except StoreError as exc:
+                failures.append(exc)
+            finally:
+                slots.release()
 
         try:
             async with trio.open_nursery() as nursery:
                 for part, start in enumerate(range(0, size, part_size), start=1):
+                    await slots.acquire()
+                    if failures:
+                        slots.release()
+                        break
                     nursery.start_soon(copy_part, part, start)
+            if failures:
+                raise failures[0]
             await self.store.complete_multipart(dst, upload_id, etags)
         except Exception as exc:  # not on cancellation: a mount giving up leaves it to the journal
             await self.abort(dst, upload_id)
