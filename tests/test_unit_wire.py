@@ -228,3 +228,16 @@ def test_a_good_answer_through_the_transport(serve):
     server, _ = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Amz-Request-Id: r\r\n\r\n")
     answer = transport_for(server.port)(request_for(server.port))
     assert answer.status_code == 200 and answer.headers["x-amz-request-id"] == "r"
+
+
+def test_the_pool_is_kept_and_looked_up_again_once_dropped(serve):
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    server, _ = serve(ok, ok, ok)
+    transport = transport_for(server.port)
+    transport(request_for(server.port))
+    kept = transport.pool()
+    transport(request_for(server.port))
+    assert transport.pool() is kept
+    transport.http._manager.clear()  # botocore's close: the manager forgets its pools
+    assert transport.pool() is not kept
+    assert transport(request_for(server.port)).status_code == 200

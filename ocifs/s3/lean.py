@@ -420,11 +420,22 @@ class DirectTransport:
         if parts.port is not None and parts.port != {"http": 80, "https": 443}.get(parts.scheme):
             host = f"{host}:{parts.port}"
         self.host = host
+        self._pool: Any = None
+
+    def pool(self) -> Any:
+        """The endpoint's pool, looked up once (the manager's lookup and TLS setup cost as
+        much as parsing an answer) and again once the manager has dropped its pools
+        (botocore's ``close``; urllib3 2 does not close them then)."""
+        pool = self._pool
+        if pool is None or not len(self.http._manager.pools):
+            pool = self.http._manager.connection_from_host(*self.where)
+            self.http._setup_ssl_cert(pool, self.base, self.http._verify)
+            self._pool = pool
+        return pool
 
     def __call__(self, request: AWSRequest) -> "WireAnswer | _Answer":
         """Send ``request``; its body is read at once unless ``request.stream_output``."""
-        pool = self.http._manager.connection_from_host(*self.where)
-        self.http._setup_ssl_cert(pool, self.base, self.http._verify)
+        pool = self.pool()
         if request.stream_output or request.context.get("ocifs_big_body"):
             return self._urlopen(pool, request)
         url = request.url

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+import time
 from typing import IO, Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from boto3.s3.transfer import TransferConfig
@@ -25,6 +26,7 @@ import trio
 from ocifs.errors import FsError
 from ocifs.s3.client import HEAD_THREADS
 from ocifs.s3.errors import StoreError, VersionChanged, to_store_error
+from ocifs.s3.inflight import InFlightGoal
 from ocifs.s3.lean import MAX_BODY, LeanRequests, with_lean_attempt
 from ocifs.s3.names import has_invalid_utf8, wtf8_decode, wtf8_encode
 from ocifs.units import MiB
@@ -32,6 +34,7 @@ from ocifs.units import MiB
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 HEAD_BATCHES = 4  # listings sending their HEADs at once (HEAD_THREADS in flight among them)
+MIN_HEAD_THREADS = 8  # threads a HEAD batch starts with (more as the round trip asks: inflight)
 MAX_SINGLE_COPY = 5 * 1024 * MiB  # CopyObject copies up to 5 GiB
 STREAM_CHUNK = 1 * MiB  # what a streamed GET holds in memory at a time
 
@@ -117,6 +120,7 @@ class Store(ObjectStore):
         self.head_limiter = trio.CapacityLimiter(max(max_threads, HEAD_THREADS))
         self.batch_limiter = trio.CapacityLimiter(HEAD_BATCHES)
         self._heads_in_flight = threading.BoundedSemaphore(HEAD_THREADS)
+        self.head_goal = InFlightGoal(MIN_HEAD_THREADS, HEAD_THREADS)
         self.upload_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_size,
             max_concurrency=parallel_count, use_threads=True)
@@ -173,33 +177,41 @@ class Store(ObjectStore):
     # -- reads ----------------------------------------------------------------------------
 
     def _head_sync(self, key: str) -> dict | None:
-        """HeadObject, or None when there is no such object (blocking: in a worker thread)."""
+        """HeadObject, or None when there is no such object (blocking: in a worker thread).
+        Its round trip feeds :attr:`head_goal`."""
+        started = time.perf_counter()
         try:
             lean = self._lean("HeadObject")
             if lean is not None:
-                return with_lean_attempt(
+                head = with_lean_attempt(
                     lambda: lean.head(key),
                     lambda: self.client.head_object(Bucket=self.bucket, Key=key))
-            return self.client.head_object(Bucket=self.bucket, Key=key)
+            else:
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
             error = to_store_error(exc, f"HEAD {key}")
             if error.errno == errno.ENOENT:
+                self.head_goal.observe(time.perf_counter() - started)
                 return None
             raise error from None
+        self.head_goal.observe(time.perf_counter() - started)
+        return head
 
     async def head(self, key: str) -> dict | None:
         """HeadObject, or None when there is no such object."""
         return await self._run(f"HEAD {key}", self._head_sync, key, limiter=self.head_limiter)
 
     async def head_many(self, keys: list[str]) -> dict[str, dict | None]:
-        """HeadObject of every key (None: no such object), :data:`HEAD_THREADS` at a time.
+        """HeadObject of every key (None: no such object), as many at a time as the round
+        trip needs (:mod:`ocifs.s3.inflight`, :data:`HEAD_THREADS` at most).
 
         One trio worker thread runs the batch on threads of its own: a trio thread call per
         HEAD (hand-off, result delivery, GIL hand-offs with the FUSE loop) cost as much CPU
         as boto3's request itself, and ``ls -l`` of a big directory is 1,000s of HEADs.  The
-        threads are daemons, like trio's, so a stop never waits for a HEAD that hangs.  At
-        most :data:`HEAD_BATCHES` batches run at once, with :data:`HEAD_THREADS` HEADs in
-        flight among them.
+        batch starts with :data:`MIN_HEAD_THREADS` threads and each answer may start more,
+        up to :attr:`head_goal`'s goal.  The threads are daemons, like trio's, so a stop
+        never waits for a HEAD that hangs.  At most :data:`HEAD_BATCHES` batches run at
+        once, with :data:`HEAD_THREADS` HEADs in flight among them.
         """
         if not keys:
             return {}
@@ -214,25 +226,44 @@ class Store(ObjectStore):
             results: dict[str, dict | None] = {}
             errors: list[StoreError] = []
             todo = iter(keys)
+            left = [len(keys)]  # keys not yet taken by a thread
+            threads: list[threading.Thread] = []
             lock = threading.Lock()
+
+            def grow() -> None:
+                """Start threads up to the goal (``lock`` held)."""
+                wanted = min(self.head_goal.goal(), len(threads) + left[0])
+                while len(threads) < wanted:
+                    thread = threading.Thread(target=worker, name="ocifs-head", daemon=True)
+                    threads.append(thread)
+                    thread.start()
 
             def worker() -> None:
                 while not errors:
                     with lock:
                         key = next(todo, None)
-                    if key is None:
-                        return
+                        if key is None:
+                            return
+                        left[0] -= 1
                     try:
                         results[key] = head_one(key)
                     except StoreError as exc:
                         errors.append(exc)
+                        return
+                    if len(threads) < self.head_goal.highest:
+                        with lock:
+                            grow()
 
-            threads = [threading.Thread(target=worker, name="ocifs-head", daemon=True)
-                       for _ in range(min(len(keys), HEAD_THREADS))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
+            with lock:
+                grow()
+            joined = 0
+            while True:  # threads started later are started by threads not yet joined
+                with lock:
+                    if joined == len(threads):
+                        break
+                    thread = threads[joined]
                 thread.join()
+                joined += 1
             if errors:
                 raise errors[0]
             return results

@@ -1,0 +1,55 @@
+"""How many HEADs of a listing to keep in flight: enough to cover the round trip, no more.
+
+A cold ``ls -l`` is one HEAD per entry, sent by threads of the daemon's own.  Far from the
+store, the round trip sets the pace and many HEADs must be in flight (64 at 20 ms).  Near
+it, the client's CPU does: Python runs one thread at a time, and each thread beyond what
+the round trip needs only adds hand-offs of the interpreter between threads (measured on
+a local store, 500 HEADs: 0.19 ms of CPU a HEAD with 4 or 8 threads, 0.25 ms with 64, and
+the batch slower too).  By Little's law the HEADs worth keeping in flight are the round
+trip over the client's time per HEAD; the round trip is the fastest of the recent HEADs
+(queueing at the store or in the client only makes them slower, as in TCP's min-RTT
+estimators), so that more threads do not feed on the delays they add.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+CPU_PER_HEAD = 0.25e-3  # seconds of client CPU one HEAD costs, about (benchmarks/request_cpu)
+WINDOW = 64             # recent HEADs whose fastest round trip is the estimate
+SLACK = 2               # threads beyond the estimate, for the jitter of the round trip
+
+
+class InFlightGoal:
+    """The number of HEADs to keep in flight, from the round trips of the recent ones.
+
+    :meth:`observe` is called from any thread (a deque's append is atomic); with nothing
+    observed yet the goal is ``lowest``, and a batch grows to the goal as its first answers
+    come back.
+    """
+
+    def __init__(self, lowest: int, highest: int, cpu_per_head: float = CPU_PER_HEAD,
+                 window: int = WINDOW) -> None:
+        self.lowest = lowest
+        self.highest = highest
+        self.cpu_per_head = cpu_per_head
+        self.recent: collections.deque[float] = collections.deque(maxlen=window)
+
+    def observe(self, seconds: float) -> None:
+        """One HEAD's time from sending to its answer."""
+        self.recent.append(seconds)
+
+    def round_trip(self) -> float | None:
+        """The fastest recent HEAD (None: none yet)."""
+        try:
+            return min(self.recent)
+        except ValueError:  # empty (or emptied meanwhile)
+            return None
+
+    def goal(self) -> int:
+        rtt = self.round_trip()
+        if rtt is None:
+            return self.lowest
+        wanted = math.ceil(rtt / self.cpu_per_head) + SLACK
+        return max(self.lowest, min(self.highest, wanted))

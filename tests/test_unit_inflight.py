@@ -1,0 +1,78 @@
+"""The HEADs a listing keeps in flight follow the round trip (ocifs.s3.inflight)."""
+
+import threading
+import time
+
+import pytest
+import trio
+
+from ocifs.s3.inflight import InFlightGoal
+from ocifs.s3.store import Store
+
+
+@pytest.fixture
+def store():
+    return Store(object(), "bucket")  # no request reaches the client: _head_sync is replaced
+
+
+def test_goal_starts_low_and_follows_the_fastest_recent_round_trip():
+    goal = InFlightGoal(8, 64, cpu_per_head=0.25e-3, window=4)
+    assert goal.goal() == 8 and goal.round_trip() is None
+    goal.observe(0.0004)  # a local store: the CPU sets the pace
+    assert goal.goal() == 8
+    for seconds in (0.030, 0.021, 0.025, 0.022):  # 20 ms away: the window forgot 0.4 ms
+        goal.observe(seconds)
+    assert goal.round_trip() == 0.021
+    assert goal.goal() == 64  # 84 + 2 wanted, bounded
+    for _ in range(4):
+        goal.observe(0.004)
+    assert goal.goal() == 16 + 2
+
+
+def test_queueing_does_not_raise_the_goal():
+    """Answers slowed by many in flight leave the fastest one as the estimate."""
+    goal = InFlightGoal(2, 64, cpu_per_head=0.25e-3, window=64)
+    goal.observe(0.001)
+    for i in range(1, 64):
+        goal.observe(0.001 + i * 0.001)  # up to 64 ms, as 64 in flight queue up
+    assert goal.goal() == 4 + 2
+
+
+def test_head_batch_grows_to_cover_a_long_round_trip(store, monkeypatch):
+    """20 ms HEADs: the batch starts with a few threads and grows towards the goal."""
+    lock = threading.Lock()
+    now = [0, 0]  # in flight, most ever
+
+    def slow_head(key):
+        started = time.perf_counter()
+        with lock:
+            now[0] += 1
+            now[1] = max(now[1], now[0])
+        time.sleep(0.02)
+        with lock:
+            now[0] -= 1
+        store.head_goal.observe(time.perf_counter() - started)
+        return {"ContentLength": 0}
+    monkeypatch.setattr(store, "_head_sync", slow_head)
+    heads = trio.run(store.head_many, [f"k{i}" for i in range(300)])
+    assert len(heads) == 300
+    assert now[1] > 32  # 8 at first, then what 20 ms asks for
+    assert store.head_goal.goal() == store.head_goal.highest
+
+
+def test_head_batch_stays_small_near_the_store(store, monkeypatch):
+    def fast_head(key):
+        started = time.perf_counter()
+        time.sleep(0.0002)
+        store.head_goal.observe(time.perf_counter() - started)
+        return {"ContentLength": 0}
+    monkeypatch.setattr(store, "_head_sync", fast_head)
+    before = threading.active_count()
+    seen = []
+
+    def count_threads(key):
+        seen.append(threading.active_count() - before)
+        return fast_head(key)
+    monkeypatch.setattr(store, "_head_sync", count_threads)
+    trio.run(store.head_many, [f"k{i}" for i in range(300)])
+    assert max(seen) <= store.head_goal.lowest + 2  # the batch's own (and trio's worker)
