@@ -46,7 +46,8 @@ def test_botocore_registers_the_retry_handler_ocifs_replaces():
 
 def _objects_of(client) -> dict:
     from botocore.parsers import RestXMLParser
-    return {"client": client, "http": client._endpoint.http_session, "parser": RestXMLParser()}
+    return {"client": client, "http": client._endpoint.http_session, "parser": RestXMLParser(),
+            "signer": client._request_signer}
 
 
 @pytest.mark.parametrize("owner, name", LEAN_PRIVATE)

@@ -431,3 +431,46 @@ def test_a_bytes_request_body_is_what_prepare_gives():
     for data in (b"", b"x" * 10):
         lean = _BytesRequest("PUT", "http://h/b/k", headers={}, data=data)
         assert lean.body == AWSRequest("PUT", "http://h/b/k", headers={}, data=data).body
+
+
+@pytest.mark.parametrize("connection", [{}, {"unsigned_payload": True}])
+@pytest.mark.parametrize("op, method, data", [("HeadObject", "HEAD", b""),
+                                              ("PutObject", "PUT", b"body"),
+                                              ("ListObjectsV2", "GET", b"")])
+def test_signing_without_the_events_signs_as_the_client_s_signer(monkeypatch, connection, op,
+                                                                  method, data):
+    """The lean path signs with the signer's own auth but without its events: the same
+    headers, byte for byte, as RequestSigner.sign at the same instant."""
+    import botocore.auth
+    from ocifs.s3.client import Connection
+    from ocifs.s3.lean import _BytesRequest
+    now = datetime.datetime(2026, 12, 6, 21, 30, 5)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now)
+    client = make_client("http://127.0.0.1:9", "eu-frankfurt-1",
+                         Credentials("AK", "SK", session_token="T"), path_style=True,
+                         retries=1, connect_timeout=1, read_timeout=1, max_pool=1,
+                         connection=Connection(**connection))
+    lean = LeanRequests.for_client(client, "b", 1, lambda value: value)
+    assert set(lean.auth_args) == set(lean.operations)  # the shortcut is taken
+
+    def signed(sign):
+        request = _BytesRequest(method, "http://127.0.0.1:9/b/some%20key",
+                                headers={"Host": "127.0.0.1:9", "Content-Type": "text/plain"},
+                                data=data)
+        request.context["client_config"] = client.meta.config
+        if op == "PutObject":
+            request.context["has_streaming_input"] = True
+        sign(request)
+        return list(request.headers.items())
+    ours = signed(lambda request: lean._sign(op, request))
+    assert ours == signed(lambda request: client._request_signer.sign(op, request))
+    assert dict(ours)["X-Amz-Security-Token"] == "T"
+
+
+def test_unknown_before_sign_handlers_send_signing_through_the_signer():
+    client = make_client("http://127.0.0.1:9", "us-east-1", Credentials("AK", "SK"),
+                         path_style=True, retries=1, connect_timeout=1, read_timeout=1,
+                         max_pool=1)
+    client.meta.events.register("before-sign.s3.HeadObject", lambda **kwargs: None)
+    lean = LeanRequests.for_client(client, "b", 1, lambda value: value)
+    assert "HeadObject" not in lean.auth_args and "PutObject" in lean.auth_args
