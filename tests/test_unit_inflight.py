@@ -76,3 +76,45 @@ def test_head_batch_stays_small_near_the_store(store, monkeypatch):
     monkeypatch.setattr(store, "_head_sync", count_threads)
     trio.run(store.head_many, [f"k{i}" for i in range(300)])
     assert max(seen) <= store.head_goal.lowest + 2  # the batch's own (and trio's worker)
+
+
+def test_head_threads_are_kept_and_bounded():
+    from ocifs.s3.inflight import HeadThreads
+    pool = HeadThreads(3)
+    done = threading.Semaphore(0)
+    for _ in range(20):  # one after another: one thread serves them all
+        pool.submit(done.release)
+        done.acquire()
+    assert pool.threads == 1
+    lock = threading.Lock()
+    now = [0, 0]
+    gate = threading.Event()
+
+    def blocking():
+        with lock:
+            now[0] += 1
+            now[1] = max(now[1], now[0])
+        gate.wait()
+        with lock:
+            now[0] -= 1
+        done.release()
+    for _ in range(10):
+        pool.submit(blocking)
+    time.sleep(0.1)
+    assert now[1] == 3 and pool.threads == 3 and pool.waiting == 7
+    gate.set()
+    for _ in range(10):
+        assert done.acquire(timeout=5)
+    assert pool.waiting == 0 and pool.idle == 3
+
+
+def test_many_small_batches_reuse_the_threads(store, monkeypatch):
+    monkeypatch.setattr(store, "_head_sync", lambda key: {"ContentLength": len(key)})
+
+    async def batches():
+        for batch in range(50):
+            heads = await store.head_many([f"b{batch}/{i}" for i in range(5)])
+            keys = [f"b{batch}/{i}" for i in range(5)]
+            assert heads == {key: {"ContentLength": len(key)} for key in keys}
+    trio.run(batches)
+    assert store.head_threads.threads <= store.head_goal.lowest

@@ -26,7 +26,7 @@ import trio
 from ocifs.errors import FsError
 from ocifs.s3.client import HEAD_THREADS
 from ocifs.s3.errors import StoreError, VersionChanged, to_store_error
-from ocifs.s3.inflight import InFlightGoal
+from ocifs.s3.inflight import HeadThreads, InFlightGoal
 from ocifs.s3.lean import MAX_BODY, LeanRequests, with_lean_attempt
 from ocifs.s3.names import has_invalid_utf8, wtf8_decode, wtf8_encode
 from ocifs.units import MiB
@@ -121,6 +121,7 @@ class Store(ObjectStore):
         self.batch_limiter = trio.CapacityLimiter(HEAD_BATCHES)
         self._heads_in_flight = threading.BoundedSemaphore(HEAD_THREADS)
         self.head_goal = InFlightGoal(MIN_HEAD_THREADS, HEAD_THREADS)
+        self.head_threads = HeadThreads(HEAD_THREADS)
         self.upload_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_size,
             max_concurrency=parallel_count, use_threads=True)
@@ -205,13 +206,13 @@ class Store(ObjectStore):
         """HeadObject of every key (None: no such object), as many at a time as the round
         trip needs (:mod:`ocifs.s3.inflight`, :data:`HEAD_THREADS` at most).
 
-        One trio worker thread runs the batch on threads of its own: a trio thread call per
-        HEAD (hand-off, result delivery, GIL hand-offs with the FUSE loop) cost as much CPU
-        as boto3's request itself, and ``ls -l`` of a big directory is 1,000s of HEADs.  The
-        batch starts with :data:`MIN_HEAD_THREADS` threads and each answer may start more,
-        up to :attr:`head_goal`'s goal.  The threads are daemons, like trio's, so a stop
-        never waits for a HEAD that hangs.  At most :data:`HEAD_BATCHES` batches run at
-        once, with :data:`HEAD_THREADS` HEADs in flight among them.
+        One trio worker thread runs the batch on the store's :attr:`head_threads`: a trio
+        thread call per HEAD (hand-off, result delivery, GIL hand-offs with the FUSE loop)
+        cost as much CPU as boto3's request itself, and ``ls -l`` of a big directory is
+        1,000s of HEADs.  The batch starts with :data:`MIN_HEAD_THREADS` workers and each
+        answer may start more, up to :attr:`head_goal`'s goal.  At most
+        :data:`HEAD_BATCHES` batches run at once, with :data:`HEAD_THREADS` HEADs in flight
+        among them.
         """
         if not keys:
             return {}
@@ -226,44 +227,43 @@ class Store(ObjectStore):
             results: dict[str, dict | None] = {}
             errors: list[StoreError] = []
             todo = iter(keys)
-            left = [len(keys)]  # keys not yet taken by a thread
-            threads: list[threading.Thread] = []
-            lock = threading.Lock()
+            left = [len(keys)]  # keys not yet taken by a worker
+            workers = [0, 0]  # started, running
+            lock = threading.Condition()
 
             def grow() -> None:
-                """Start threads up to the goal (``lock`` held)."""
-                wanted = min(self.head_goal.goal(), len(threads) + left[0])
-                while len(threads) < wanted:
-                    thread = threading.Thread(target=worker, name="ocifs-head", daemon=True)
-                    threads.append(thread)
-                    thread.start()
+                """Start workers up to the goal (``lock`` held)."""
+                wanted = min(self.head_goal.goal(), workers[0] + left[0])
+                while workers[0] < wanted:
+                    workers[0] += 1
+                    workers[1] += 1
+                    self.head_threads.submit(worker)
 
             def worker() -> None:
-                while not errors:
-                    with lock:
-                        key = next(todo, None)
-                        if key is None:
-                            return
-                        left[0] -= 1
-                    try:
-                        results[key] = head_one(key)
-                    except StoreError as exc:
-                        errors.append(exc)
-                        return
-                    if len(threads) < self.head_goal.highest:
+                try:
+                    while not errors:
                         with lock:
-                            grow()
+                            key = next(todo, None)
+                            if key is None:
+                                return
+                            left[0] -= 1
+                        try:
+                            results[key] = head_one(key)
+                        except StoreError as exc:
+                            errors.append(exc)
+                            return
+                        if workers[0] < self.head_goal.highest:
+                            with lock:
+                                grow()
+                finally:
+                    with lock:
+                        workers[1] -= 1
+                        lock.notify_all()
 
             with lock:
                 grow()
-            joined = 0
-            while True:  # threads started later are started by threads not yet joined
-                with lock:
-                    if joined == len(threads):
-                        break
-                    thread = threads[joined]
-                thread.join()
-                joined += 1
+                while workers[1]:
+                    lock.wait()
             if errors:
                 raise errors[0]
             return results
