@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import errno
 import os
 import tempfile
@@ -170,6 +171,25 @@ def test_head_many_raises_the_first_real_error(client, store, monkeypatch):
 def test_parse_timestamp_agrees_with_botocore(text):
     ours, theirs = parse_timestamp(text), botocore.utils.parse_timestamp(text)
     assert ours == theirs and ours.utcoffset() == theirs.utcoffset()
+
+
+def test_http_dates_sliced_as_the_email_module_parses_them():
+    import email.utils
+    import random
+    rng = random.Random(7)
+    for _ in range(2000):
+        when = rng.randrange(0, 2 ** 33)
+        text = email.utils.formatdate(when, usegmt=True)  # what S3 sends: IMF-fixdate
+        ours = parse_timestamp(text)
+        assert ours == email.utils.parsedate_to_datetime(text) == botocore.utils.parse_timestamp(text)
+        assert ours.utcoffset() == datetime.timedelta(0)
+    for other in ("Sun, 6 Dec 2026 21:46:14 GMT", "Sun, 06 Dec 2026 21:46:14 +0100",
+                  "Sunday, 06-Dec-26 21:46:14 GMT", "Sun, 06 Foo 2026 21:46:14 GMT"):
+        try:
+            expected = botocore.utils.parse_timestamp(other)
+        except ValueError:
+            continue
+        assert parse_timestamp(other) == expected
 
 
 def test_client_parses_timestamps_fast(client):
