@@ -56,8 +56,8 @@ def test_head_batch_grows_to_cover_a_long_round_trip(store, monkeypatch):
     monkeypatch.setattr(store, "_head_sync", slow_head)
     heads = trio.run(store.head_many, [f"k{i}" for i in range(300)])
     assert len(heads) == 300
-    assert now[1] > 32  # 8 at first, then what 20 ms asks for
-    assert store.head_goal.goal() == store.head_goal.highest
+    assert now[1] > 32  # 8 at first, then what 20 ms asks for (about 80)
+    assert store.head_goal.goal() >= 80
 
 
 def test_head_batch_stays_small_near_the_store(store, monkeypatch):

@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 # HEADs are small and mostly waiting for the round trip: a directory listing sends one per
 # entry not in the stat cache, so they get more threads (and connections) than other requests.
-# 64: a cold `ls -l` of 500 objects at +10 ms each way took 0.38 s against 0.51 with 32, and
-# 128 was no faster there and slower without added latency (benchmarks/results/heads64.md).
-HEAD_THREADS = 64
+# The most HEADs in flight: a listing's batch sends as many as the round trip needs
+# (ocifs.s3.inflight: 8 next to the store, about 90 at 20 ms).  With 128 at most, a cold
+# `ls -l` of 500 objects at +10 ms each way took 0.30 s against 0.33 with 64, and without
+# added latency the same (benchmarks/results/heads128-adaptive.md).
+HEAD_THREADS = 128
 
 # What ocifs reaches inside botocore beyond its documented API, as (module, attribute) (the
 # lean path's own, on objects: ocifs.s3.lean.PRIVATE_ATTRIBUTES): a

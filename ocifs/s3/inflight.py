@@ -2,7 +2,7 @@
 and the threads that send them.
 
 A cold ``ls -l`` is one HEAD per entry, sent by threads of the daemon's own.  Far from the
-store, the round trip sets the pace and many HEADs must be in flight (64 at 20 ms).  Near
+store, the round trip sets the pace and many HEADs must be in flight (about 90 at 20 ms).  Near
 it, the client's CPU does: Python runs one thread at a time, and each thread beyond what
 the round trip needs only adds hand-offs of the interpreter between threads (measured on
 a local store, 500 HEADs: 0.19 ms of CPU a HEAD with 4 or 8 threads, 0.25 ms with 64, and
