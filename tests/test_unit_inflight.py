@@ -1,12 +1,14 @@
 """The HEADs a listing keeps in flight follow the round trip (ocifs.s3.inflight)."""
 
+import errno
 import threading
 import time
 
 import pytest
 import trio
 
-from ocifs.s3.inflight import InFlightGoal
+from ocifs.s3.errors import StoreError
+from ocifs.s3.inflight import HeadThreads, InFlightGoal
 from ocifs.s3.store import Store
 
 
@@ -79,7 +81,6 @@ def test_head_batch_stays_small_near_the_store(store, monkeypatch):
 
 
 def test_head_threads_are_kept_and_bounded():
-    from ocifs.s3.inflight import HeadThreads
     pool = HeadThreads(3)
     done = threading.Semaphore(0)
     for _ in range(20):  # one after another: one thread serves them all
@@ -118,3 +119,27 @@ def test_many_small_batches_reuse_the_threads(store, monkeypatch):
             assert heads == {key: {"ContentLength": len(key)} for key in keys}
     trio.run(batches)
     assert store.head_threads.threads <= store.head_goal.lowest
+
+
+def test_a_bug_in_one_head_fails_its_batch_and_keeps_the_threads(store, monkeypatch):
+    def head(key):
+        if key == "k3":
+            raise RuntimeError("a bug")
+        return {"ContentLength": 1}
+    monkeypatch.setattr(store, "_head_sync", head)
+    with pytest.raises(StoreError) as info:
+        trio.run(store.head_many, [f"k{i}" for i in range(10)])
+    assert info.value.errno == errno.EIO and "k3" in str(info.value)
+    heads = trio.run(store.head_many, [f"j{i}" for i in range(10)])
+    assert len(heads) == 10
+
+
+def test_a_job_that_raises_leaves_its_thread_serving():
+    pool = HeadThreads(1)
+    done = threading.Event()
+
+    def boom():
+        raise RuntimeError("a bug")
+    pool.submit(boom)
+    pool.submit(done.set)
+    assert done.wait(5) and pool.threads == 1

@@ -15,10 +15,13 @@ estimators), so that more threads do not feed on the delays they add.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import queue
 import threading
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 CPU_PER_HEAD = 0.25e-3  # seconds of client CPU one HEAD costs, about (benchmarks/request_cpu)
 WINDOW = 64             # recent HEADs whose fastest round trip is the estimate
@@ -78,7 +81,7 @@ class HeadThreads:
         self.waiting = 0  # jobs queued that no thread was promised
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job()`` on one of the threads (it must not raise)."""
+        """Run ``job()`` on one of the threads (what it raises is logged)."""
         with self.lock:
             if self.idle:
                 self.idle -= 1
@@ -91,7 +94,11 @@ class HeadThreads:
 
     def _serve(self) -> None:
         while True:
-            self.jobs.get()()
+            job = self.jobs.get()
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - the thread stays for the next job
+                log.exception("a HEAD job failed")
             with self.lock:
                 if self.waiting:
                     self.waiting -= 1  # this thread takes one of them

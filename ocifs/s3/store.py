@@ -252,6 +252,10 @@ class Store(ObjectStore):
                         except StoreError as exc:
                             errors.append(exc)
                             return
+                        except Exception as exc:  # noqa: BLE001 - a bug fails this batch only
+                            log.exception("HEAD %s failed unexpectedly", key)
+                            errors.append(StoreError(errno.EIO, f"HEAD {key}: {exc}"))
+                            return
                         if workers[0] < self.head_goal.highest:
                             with lock:
                                 grow()
