@@ -80,14 +80,16 @@ class HeadThreads:
         self.idle = 0     # threads waiting for a job and not promised one
         self.waiting = 0  # jobs queued that no thread was promised
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job()`` on one of the threads (what it raises is logged)."""
+    def submit(self, job: Callable[[], Callable[[], None] | None]) -> None:
+        """Run ``job()`` on one of the threads (what it raises is logged).  What it returns,
+        if not None, is called once the thread is free again, so that a caller it wakes
+        and that submits more finds the thread idle instead of starting another."""
         with self.lock:
             if self.idle:
                 self.idle -= 1
             elif self.threads < self.most:
-                self.threads += 1
                 threading.Thread(target=self._serve, name="ocifs-head", daemon=True).start()
+                self.threads += 1
             else:
                 self.waiting += 1
         self.jobs.put(job)
@@ -95,8 +97,9 @@ class HeadThreads:
     def _serve(self) -> None:
         while True:
             job = self.jobs.get()
+            after = None
             try:
-                job()
+                after = job()
             except Exception:  # noqa: BLE001 - the thread stays for the next job
                 log.exception("a HEAD job failed")
             with self.lock:
@@ -104,3 +107,5 @@ class HeadThreads:
                     self.waiting -= 1  # this thread takes one of them
                 else:
                     self.idle += 1
+            if after is not None:
+                after()

@@ -235,34 +235,46 @@ class Store(ObjectStore):
                 """Start workers up to the goal (``lock`` held)."""
                 wanted = min(self.head_goal.goal(), workers[0] + left[0])
                 while workers[0] < wanted:
+                    try:
+                        self.head_threads.submit(worker)
+                    except RuntimeError:  # no thread can be started: those running go on
+                        if not workers[1]:
+                            raise
+                        return
                     workers[0] += 1
                     workers[1] += 1
-                    self.head_threads.submit(worker)
 
-            def worker() -> None:
+            def finished() -> None:
+                with lock:
+                    workers[1] -= 1
+                    lock.notify_all()
+
+            def worker() -> Callable[[], None]:
+                """HEAD keys until none is left or one failed; returns what tells the batch
+                this worker is done (called by the pool once its thread is free)."""
                 try:
                     while not errors:
                         with lock:
                             key = next(todo, None)
                             if key is None:
-                                return
+                                break
                             left[0] -= 1
                         try:
                             results[key] = head_one(key)
                         except StoreError as exc:
                             errors.append(exc)
-                            return
+                            break
                         except Exception as exc:  # noqa: BLE001 - a bug fails this batch only
                             log.exception("HEAD %s failed unexpectedly", key)
                             errors.append(StoreError(errno.EIO, f"HEAD {key}: {exc}"))
-                            return
+                            break
                         if workers[0] < self.head_goal.highest:
                             with lock:
                                 grow()
-                finally:
-                    with lock:
-                        workers[1] -= 1
-                        lock.notify_all()
+                except Exception as exc:  # noqa: BLE001 - a bug fails this batch only
+                    log.exception("a HEAD of %d objects failed unexpectedly", len(keys))
+                    errors.append(StoreError(errno.EIO, f"HEAD {len(keys)} objects: {exc}"))
+                return finished
 
             with lock:
                 grow()
