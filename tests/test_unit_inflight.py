@@ -7,6 +7,7 @@ import time
 import pytest
 import trio
 
+from concurrency import InFlight
 from ocifs.s3.errors import StoreError
 from ocifs.s3.inflight import HeadThreads, InFlightGoal
 from ocifs.s3.store import Store
@@ -42,23 +43,18 @@ def test_queueing_does_not_raise_the_goal():
 
 def test_head_batch_grows_to_cover_a_long_round_trip(store, monkeypatch):
     """20 ms HEADs: the batch starts with a few threads and grows towards the goal."""
-    lock = threading.Lock()
-    now = [0, 0]  # in flight, most ever
+    counter = InFlight()
 
     def slow_head(key):
         started = time.perf_counter()
-        with lock:
-            now[0] += 1
-            now[1] = max(now[1], now[0])
-        time.sleep(0.02)
-        with lock:
-            now[0] -= 1
+        with counter:
+            time.sleep(0.02)
         store.head_goal.observe(time.perf_counter() - started)
         return {"ContentLength": 0}
     monkeypatch.setattr(store, "_head_sync", slow_head)
     heads = trio.run(store.head_many, [f"k{i}" for i in range(300)])
     assert len(heads) == 300
-    assert now[1] > 32  # 8 at first, then what 20 ms asks for (about 80)
+    assert counter.most > 32  # 8 at first, then what 20 ms asks for (about 80)
     assert store.head_goal.goal() >= 80
 
 
@@ -89,22 +85,17 @@ def test_head_threads_are_kept_and_bounded():
         while pool.idle != 1 and time.monotonic() < deadline:  # back to waiting for a job
             time.sleep(0.001)
     assert pool.threads == 1
-    lock = threading.Lock()
-    now = [0, 0]
+    counter = InFlight()
     gate = threading.Event()
 
     def blocking():
-        with lock:
-            now[0] += 1
-            now[1] = max(now[1], now[0])
-        gate.wait()
-        with lock:
-            now[0] -= 1
+        with counter:
+            gate.wait()
         done.release()
     for _ in range(10):
         pool.submit(blocking)
     time.sleep(0.1)
-    assert now[1] == 3 and pool.threads == 3 and pool.waiting == 7
+    assert counter.most == 3 and pool.threads == 3 and pool.waiting == 7
     gate.set()
     for _ in range(10):
         assert done.acquire(timeout=5)

@@ -6,7 +6,6 @@ import datetime
 import errno
 import os
 import tempfile
-import threading
 import time
 
 import botocore.exceptions
@@ -15,6 +14,7 @@ import pytest
 import trio
 from moto import mock_aws
 
+from concurrency import InFlight
 from mock_s3 import URL, aws, client, client_for  # noqa: F401 (fixtures)
 from ocifs.s3.credentials import Credentials
 from ocifs.s3.errors import StoreError, to_store_error
@@ -126,16 +126,11 @@ def test_head_many_answers_each_key(client, store):
 
 
 def test_concurrent_head_batches_share_one_bound(client, store, monkeypatch):
-    lock = threading.Lock()
-    now = [0, 0]  # in flight, most ever
+    counter = InFlight()
 
     def head(**kwargs):
-        with lock:
-            now[0] += 1
-            now[1] = max(now[1], now[0])
-        time.sleep(0.002)
-        with lock:
-            now[0] -= 1
+        with counter:
+            time.sleep(0.002)
         return {"ContentLength": 0}
     monkeypatch.setattr(client, "head_object", head)
 
@@ -144,7 +139,7 @@ def test_concurrent_head_batches_share_one_bound(client, store, monkeypatch):
             for batch in range(6):
                 nursery.start_soon(store.head_many, [f"b{batch}/{i}" for i in range(60)])
     run(many)
-    assert 1 < now[1] <= HEAD_THREADS
+    assert 1 < counter.most <= HEAD_THREADS
 
 
 def test_head_many_raises_the_first_real_error(client, store, monkeypatch):
