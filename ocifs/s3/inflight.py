@@ -22,6 +22,8 @@ import threading
 from typing import Callable
 
 log = logging.getLogger(__name__)
+# A job for HeadThreads: what it returns (if not None) is called once its thread is free
+Job = Callable[[], "Callable[[], None] | None"]
 
 CPU_PER_HEAD = 0.25e-3  # seconds of client CPU one HEAD costs, about (benchmarks/request_cpu)
 WINDOW = 64             # recent HEADs whose fastest round trip is the estimate
@@ -74,13 +76,13 @@ class HeadThreads:
 
     def __init__(self, most: int) -> None:
         self.most = most
-        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.threads = 0
         self.idle = 0     # threads waiting for a job and not promised one
         self.waiting = 0  # jobs queued that no thread was promised
 
-    def submit(self, job: Callable[[], Callable[[], None] | None]) -> None:
+    def submit(self, job: Job) -> None:
         """Run ``job()`` on one of the threads (what it raises is logged).  What it returns,
         if not None, is called once the thread is free again, so that a caller it wakes
         and that submits more finds the thread idle instead of starting another."""
