@@ -119,7 +119,6 @@ class Store(ObjectStore):
         self.limiter = trio.CapacityLimiter(max_threads)
         self.head_limiter = trio.CapacityLimiter(max(max_threads, HEAD_THREADS))
         self.batch_limiter = trio.CapacityLimiter(HEAD_BATCHES)
-        self._heads_in_flight = threading.BoundedSemaphore(HEAD_THREADS)
         self.head_goal = InFlightGoal(MIN_HEAD_THREADS, HEAD_THREADS)
         self.head_threads = HeadThreads(HEAD_THREADS)
         self.upload_config = TransferConfig(
@@ -211,19 +210,15 @@ class Store(ObjectStore):
         cost as much CPU as boto3's request itself, and ``ls -l`` of a big directory is
         1,000s of HEADs.  The batch starts with :data:`MIN_HEAD_THREADS` workers and each
         answer may start more, up to :attr:`head_goal`'s goal.  At most
-        :data:`HEAD_BATCHES` batches run at once, with :data:`HEAD_THREADS` HEADs in flight
-        among them.
+        :data:`HEAD_BATCHES` batches run at once, sharing the :data:`HEAD_THREADS` kept
+        threads (a batch of one key is sent from its own trio thread).
         """
         if not keys:
             return {}
 
-        def head_one(key: str) -> dict | None:
-            with self._heads_in_flight:
-                return self._head_sync(key)
-
         def head_all() -> dict[str, dict | None]:
-            if len(keys) == 1:
-                return {keys[0]: head_one(keys[0])}
+            if len(keys) == 1:  # on this thread, no hand-off
+                return {keys[0]: self._head_sync(keys[0])}
             results: dict[str, dict | None] = {}
             errors: list[StoreError] = []
             todo = iter(keys)
@@ -260,7 +255,7 @@ class Store(ObjectStore):
                                 break
                             left[0] -= 1
                         try:
-                            results[key] = head_one(key)
+                            results[key] = self._head_sync(key)
                         except StoreError as exc:
                             errors.append(exc)
                             break
@@ -268,7 +263,7 @@ class Store(ObjectStore):
                             log.exception("HEAD %s failed unexpectedly", key)
                             errors.append(StoreError(errno.EIO, f"HEAD {key}: {exc}"))
                             break
-                        if workers[0] < self.head_goal.highest:
+                        if left[0] and workers[0] < self.head_goal.highest:
                             with lock:
                                 grow()
                 except Exception as exc:  # noqa: BLE001 - a bug fails this batch only
