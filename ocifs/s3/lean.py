@@ -216,9 +216,9 @@ class LeanRequests:
         """What ``RequestSigner.sign`` would give ``get_auth_instance`` for ``op``'s lean
         requests, or None when it must sign them itself (unknown before-sign handlers,
         UNSIGNED, a signer without what is read here)."""
-        emitter = getattr(self.client.meta.events, "_emitter", None)
         try:
-            handlers = emitter._handlers.prefix_search(f"before-sign.s3.{op}")
+            handlers = self.client.meta.events._emitter._handlers.prefix_search(
+                f"before-sign.s3.{op}")
             version = self.signer._choose_signer(op, "standard",
                                                  {"client_config": self.config})
         except AttributeError:
