@@ -3,13 +3,14 @@
 S3 and OCI allow at most 10,000 parts of at most 5 GiB, and every part but the last must hold
 at least 5 MiB.  A file being written has no known final size, so the layout cannot be chosen
 from it; instead part sizes grow with the part number: parts 1..1000 are ``base`` bytes, parts
-from ocifs.units import MiB
 1001..2000 twice that, and so on (each tier doubles, capped at 5 GiB).  With the default
 10 MiB base, 10,000 parts hold about 10 TiB, and a file of up to 10 GB keeps its 10 MiB parts.
 The layout only depends on offsets, so a part keeps its byte range whatever is written later.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from ocifs.units import MiB
 
@@ -44,7 +45,7 @@ class PartLayout:
         """The part holding byte ``offset``."""
         if not 0 <= offset < self.capacity:
             raise ValueError(f"offset {offset} beyond what {MAX_PARTS} parts can hold")
-        tier = next(t for t, start in enumerate(self.tier_starts[1:]) if offset < start)
+        tier = bisect.bisect_right(self.tier_starts, offset) - 1  # (called on every write)
         return tier * PARTS_PER_TIER + (offset - self.tier_starts[tier]) // self.tier_sizes[tier] + 1
 
     def count(self, size: int) -> int:
