@@ -105,6 +105,13 @@ def test_benchmark_suite_tiny(seaweed_server, tmp_path):
                 first = rep["cpu_s"][0]
                 assert first["requests"] > 0 and first["kinds"].get("PUT", 0) + first[
                     "kinds"].get("POST", 0) > 0, (wl, target, first)
+    # Every fsync of ocifs and s3fs leaves the bucket holding what was written; rclone's is
+    # measured too (it uploads after close, so it says less there).
+    for target, reps in run["results"]["aof"].items():
+        durable = {k: v for k, v in reps[0]["metrics"].items() if k.startswith("durable_pct")}
+        assert set(durable) == {"durable_pct_1MB", "durable_pct_6MB"}, (target, durable)
+        if not target.startswith("rclone"):
+            assert set(durable.values()) == {100.0}, (target, durable)
     writes = run["results"]["seq_write"]
     assert writes["ocifs"][0]["cpu_s"][0]["server"] > 0  # it stored 4 MiB
     small = run["results"]["create_small"]
