@@ -190,10 +190,9 @@ class Store(ObjectStore):
                 head = self.client.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a StoreError
             error = to_store_error(exc, f"HEAD {key}")
-            if error.errno == errno.ENOENT:
-                self.head_goal.observe(time.perf_counter() - started)
-                return None
-            raise error from None
+            if error.errno != errno.ENOENT:
+                raise error from None
+            head = None
         self.head_goal.observe(time.perf_counter() - started)
         return head
 
@@ -222,38 +221,41 @@ class Store(ObjectStore):
             results: dict[str, dict | None] = {}
             errors: list[StoreError] = []
             todo = iter(keys)
-            left = [len(keys)]  # keys not yet taken by a worker
-            workers = [0, 0]  # started, running
+            left = len(keys)  # keys not yet taken by a worker
+            started = running = 0  # workers
             lock = threading.Condition()
 
             def grow() -> None:
                 """Start workers up to the goal (``lock`` held)."""
-                wanted = min(self.head_goal.goal(), workers[0] + left[0])
-                while workers[0] < wanted:
+                nonlocal started, running
+                wanted = min(self.head_goal.goal(), started + left)
+                while started < wanted:
                     try:
                         self.head_threads.submit(worker)
                     except RuntimeError:  # no thread can be started: those running go on
-                        if not workers[1]:
+                        if not running:
                             raise
                         return
-                    workers[0] += 1
-                    workers[1] += 1
+                    started += 1
+                    running += 1
 
             def finished() -> None:
+                nonlocal running
                 with lock:
-                    workers[1] -= 1
+                    running -= 1
                     lock.notify_all()
 
             def worker() -> Callable[[], None]:
                 """HEAD keys until none is left or one failed; returns what tells the batch
                 this worker is done (called by the pool once its thread is free)."""
+                nonlocal left
                 try:
                     while not errors:
                         with lock:
                             key = next(todo, None)
                             if key is None:
                                 break
-                            left[0] -= 1
+                            left -= 1
                         try:
                             results[key] = self._head_sync(key)
                         except StoreError as exc:
@@ -263,7 +265,7 @@ class Store(ObjectStore):
                             log.exception("HEAD %s failed unexpectedly", key)
                             errors.append(StoreError(errno.EIO, f"HEAD {key}: {exc}"))
                             break
-                        if left[0] and workers[0] < self.head_goal.highest:
+                        if left and started < self.head_goal.highest:
                             with lock:
                                 grow()
                 except Exception as exc:  # noqa: BLE001 - a bug fails this batch only
@@ -273,7 +275,7 @@ class Store(ObjectStore):
 
             with lock:
                 grow()
-                while workers[1]:
+                while running:
                     lock.wait()
             if errors:
                 raise errors[0]
