@@ -4,10 +4,10 @@ A cold ``ls -l`` sends a HEAD per entry, several in flight; in the mount each re
 flight is a thread (``ocifs.s3.inflight.HeadThreads``), and the threads take turns at the
 interpreter.  This measures what that costs against one thread that keeps the same number of
 connections busy with non-blocking sockets and a selector.  Both variants sign each HEAD with
-botocore's ``S3SigV4Auth`` and parse the answer's head the same way, over plain sockets to a
-local SeaweedFS (``weed mini``, whose CPU is not counted), alternating for ``--rounds``; the
-figures are this process's CPU time (user + system, all threads) per HEAD and the wall time
-of each batch, medians.
+botocore's ``S3SigV4Auth`` and parse the answer's head as the mount does (``ocifs.s3.wire``),
+over plain sockets to a local SeaweedFS (``weed mini``, whose CPU is not counted), alternating
+for ``--rounds``; the figures are this process's CPU time (user + system, all threads) per
+HEAD and the wall time of each batch, medians.
 
     python -m benchmarks.head_mux --keys 500 --width 8 --rounds 8
 """
@@ -33,6 +33,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from ocifs.run.localserver import LocalS3Server
+from ocifs.s3.wire import _parse_head
 
 BUCKET = "head-mux"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -57,11 +58,12 @@ class Heads:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     @staticmethod
-    def parse(head: bytes) -> dict[str, str]:
-        lines = head.decode("latin-1").split("\r\n")
-        if lines[0].split()[1] != "200":
-            raise RuntimeError(f"HEAD answered {lines[0]!r}")
-        return dict(line.split(":", 1) for line in lines[1:])
+    def parse(head: bytes) -> list[tuple[str, str]]:
+        """The answer's headers, parsed as the mount parses them (ocifs.s3.wire)."""
+        status, pairs, _ = _parse_head(head)
+        if status != 200:
+            raise RuntimeError(f"HEAD answered {status}")
+        return pairs
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port))
@@ -82,7 +84,7 @@ def with_threads(heads: Heads, keys: list[str], width: int) -> int:
     todo: queue.SimpleQueue[str] = queue.SimpleQueue()
     for key in keys:
         todo.put(key)
-    done: list[dict] = []
+    done: list[list[tuple[str, str]]] = []
 
     def work() -> None:
         sock, buffer = heads.connect(), bytearray()
@@ -114,7 +116,7 @@ def with_selector(heads: Heads, keys: list[str], width: int) -> int:
     """One thread keeping ``width`` connections busy: send the next key on a connection as
     soon as its answer is in."""
     todo = iter(keys)
-    done: list[dict] = []
+    done: list[list[tuple[str, str]]] = []
     selector = selectors.DefaultSelector()
 
     def send_next(sock: socket.socket) -> bool:
